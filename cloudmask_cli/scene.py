@@ -1,0 +1,465 @@
+"""Scene: a product's bands on one working grid, read window by window.
+
+A reader (``cloudmask_cli.products``) builds a `Scene` from a product's metadata; nothing is
+decoded until `Scene.read` asks for a window. Each read decodes every band of the window once:
+
+- source finer than the grid (e.g. 10 m bands at 60 m): GDAL decimates with ``average`` from
+  ``out_shape``, so JP2 resolution levels and TIFF overviews are used instead of full decoding;
+- same resolution: a plain windowed read;
+- source coarser (e.g. 20 m bands at 10 m): the covering source pixels are read natively and
+  upsampled here with a no-data-aware bilinear kernel, so no-data never bleeds into valid
+  pixels and edges stay where the nearest source pixel puts them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.sensors import Band, Sensor
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid: CRS, transform and size."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @classmethod
+    def from_bounds(
+        cls, crs: CRS, bounds: tuple[float, float, float, float], resolution: float
+    ) -> Grid:
+        left, bottom, right, top = bounds
+        width = max(1, round((right - left) / resolution))
+        height = max(1, round((top - bottom) / resolution))
+        return cls(crs, Affine(resolution, 0, left, 0, -resolution, top), width, height)
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        t = self.transform
+        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+    def at_resolution(self, resolution: float) -> Grid:
+        return Grid.from_bounds(self.crs, self.bounds, resolution)
+
+    def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
+        return rasterio.windows.bounds(window, self.transform)
+
+    def window_transform(self, window: Window) -> Affine:
+        return rasterio.windows.transform(window, self.transform)
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """DN -> physical value.
+
+    ``x = (dn * scale + offset) / divisor``; with ``k1``/``k2`` the linear part is a radiance
+    and the result is the brightness temperature ``k2 / ln(k1 / x + 1)`` in kelvin.
+    """
+
+    scale: float = 1.0
+    offset: float = 0.0
+    divisor: float = 1.0
+    k1: float | None = None
+    k2: float | None = None
+    formula: str = ""
+
+    def apply(self, dn: np.ndarray) -> np.ndarray:
+        x = dn.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+        if self.divisor != 1.0:
+            x /= np.float32(self.divisor)
+        if self.k1 is not None and self.k2 is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.float32(self.k2) / np.log(np.float32(self.k1) / x + 1.0)
+            x[~np.isfinite(x)] = np.nan
+        return x
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scale": self.scale, "offset": self.offset}
+        if self.divisor != 1.0:
+            out["divisor"] = self.divisor
+        if self.k1 is not None:
+            out.update(k1=self.k1, k2=self.k2)
+        if self.formula:
+            out["formula"] = self.formula
+        return out
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A raster that marks invalid pixels: set bits, listed values, or values not listed."""
+
+    path: str
+    index: int = 1
+    invalid_bits: int = 0
+    invalid_values: tuple[float, ...] = ()
+    valid_values: tuple[float, ...] = ()
+    name: str = ""
+
+    def invalid(self, values: np.ndarray) -> np.ndarray:
+        bad = np.zeros(values.shape, dtype=bool)
+        if self.invalid_bits:
+            bad |= (values.astype(np.int64) & self.invalid_bits) != 0
+        if self.invalid_values:
+            bad |= np.isin(values, self.invalid_values)
+        if self.valid_values:
+            bad |= ~np.isin(values, self.valid_values)
+        return bad
+
+
+@dataclass(frozen=True)
+class BandSource:
+    """Where one band lives and how its DN become physical values."""
+
+    band: Band
+    path: str  # a GDAL path: file, /vsizip/..., /vstar/...
+    index: int = 1
+    radiometry: Radiometry = field(default_factory=Radiometry)
+    nodata: tuple[float, ...] = ()  # DN values that mean "no data"
+    masks: tuple[Mask, ...] = ()  # masks that apply to this band only
+    resolution: float | None = None  # native resolution, if not the YAML's
+
+
+class Scene:
+    """A product's bands on a working grid; `read` returns float32 physical values, NaN invalid."""
+
+    def __init__(
+        self,
+        *,
+        sensor: Sensor,
+        bands: Sequence[BandSource],
+        crs: CRS,
+        bounds: tuple[float, float, float, float],
+        resolution: float | None = None,
+        masks: Sequence[Mask] = (),
+        product: str = "",
+        product_type: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not bands:
+            raise InputError(product, "the product has no readable bands")
+        self.sensor = sensor
+        self.bands = tuple(bands)
+        self.masks = tuple(masks)
+        self.crs = crs
+        self.bounds = bounds
+        self.product = product
+        self.product_type = product_type
+        self.metadata = dict(metadata or {})
+        self.grid = Grid.from_bounds(crs, bounds, resolution or self.default_resolution)
+        self._local = threading.local()
+
+    # -- grid -------------------------------------------------------------------------
+    @property
+    def default_resolution(self) -> float:
+        """The finest multispectral (non-panchromatic) band's resolution."""
+        res = [
+            self.native_resolution(b)
+            for b in self.bands
+            if b.band.type == "reflectance" and "pan" not in b.band.name.lower()
+        ]
+        return min(res or [self.native_resolution(b) for b in self.bands])
+
+    def native_resolution(self, src: BandSource) -> float:
+        if src.resolution:
+            return src.resolution
+        if src.band.resolution:
+            return src.band.resolution
+        return abs(self._open(src.path).transform.a)
+
+    def with_resolution(self, resolution: float | None) -> Scene:
+        """The same scene on a grid of another resolution (metres, or CRS units)."""
+        new = Scene(
+            sensor=self.sensor,
+            bands=self.bands,
+            crs=self.crs,
+            bounds=self.bounds,
+            resolution=resolution,
+            masks=self.masks,
+            product=self.product,
+            product_type=self.product_type,
+            metadata=self.metadata,
+        )
+        return new
+
+    def select(self, names: Sequence[str]) -> Scene:
+        """The same scene with only the named bands, in the given order."""
+        by_name = {b.band.name: b for b in self.bands}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise InputError(self.product, f"no band(s) {', '.join(missing)} in this product")
+        new = self.with_resolution(self.grid.resolution)
+        new.bands = tuple(by_name[n] for n in names)
+        return new
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    @property
+    def band_names(self) -> list[str]:
+        return [b.band.name for b in self.bands]
+
+    def descriptors(self) -> np.ndarray:
+        return np.stack([b.band.descriptor for b in self.bands])
+
+    # -- reading ------------------------------------------------------------------------
+    def _open(self, path: str) -> rasterio.io.DatasetReader:
+        handles = self._local.__dict__.setdefault("handles", {})
+        ds = handles.get(path)
+        if ds is None:
+            try:
+                ds = rasterio.open(path)
+            except RasterioError as exc:
+                raise InputError(path, f"cannot read raster ({_short(exc)})") from None
+            handles[path] = ds
+        return ds
+
+    def close(self) -> None:
+        """Close the datasets this thread opened."""
+        for ds in self._local.__dict__.pop("handles", {}).values():
+            ds.close()
+
+    def read(self, window: Window, bands: Sequence[int] | None = None) -> np.ndarray:
+        """Bands (all, or these indices) over a window of the working grid.
+
+        Returns float32 ``(n_bands, h, w)`` physical values with NaN where a band is invalid
+        and everywhere the scene's masks say no data.
+        """
+        window = Window(
+            int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+        )
+        idx = range(len(self.bands)) if bands is None else bands
+        out = np.empty((len(idx), int(window.height), int(window.width)), dtype=np.float32)
+        for k, i in enumerate(idx):
+            out[k] = self._read_band(self.bands[i], window)
+        if self.masks:
+            bad = self._masks_invalid(self.masks, window)
+            out[:, bad] = np.nan
+        return out
+
+    def read_valid(self, window: Window) -> np.ndarray:
+        """Boolean valid-data mask of a window: some band valid and no scene mask set."""
+        return np.isfinite(self.read(window)).any(axis=0)
+
+    def _masks_invalid(self, masks: Sequence[Mask], window: Window) -> np.ndarray:
+        bad = np.zeros((int(window.height), int(window.width)), dtype=bool)
+        bounds = self.grid.window_bounds(window)
+        for m in masks:
+            ds = self._open(m.path)
+            values = _read_resampled(ds, m.index, bounds, bad.shape, Resampling.nearest, m.path)
+            bad |= m.invalid(values)
+        return bad
+
+    def _read_band(self, src: BandSource, window: Window) -> np.ndarray:
+        ds = self._open(src.path)
+        shape = (int(window.height), int(window.width))
+        bounds = self.grid.window_bounds(window)
+        src_res = abs(ds.transform.a)
+        ratio = src_res / self.grid.resolution
+        if ratio > 1.0 + 1e-6:
+            values = _upsample_read(ds, src, bounds, shape)
+        else:
+            resampling = Resampling.average if ratio < 1.0 - 1e-6 else Resampling.nearest
+            dn = _read_resampled(ds, src.index, bounds, shape, resampling, src.path)
+            values = _to_physical(src, dn)
+        if src.masks:
+            values[self._masks_invalid(src.masks, window)] = np.nan
+        return values
+
+    def iter_blocks(self, size: int = 1024) -> Iterator[Window]:
+        h, w = self.shape
+        for r in range(0, h, size):
+            for c in range(0, w, size):
+                yield Window(c, r, min(size, w - c), min(size, h - r))
+
+    def valid_fraction(self, max_pixels: int = 512) -> float:
+        """Fraction of valid pixels, estimated on a coarse version of the grid (uses overviews)."""
+        res = self.grid.resolution * max(1.0, max(self.shape) / max_pixels)
+        coarse = self.with_resolution(res) if res > self.grid.resolution else self
+        valid = coarse.read_valid(Window(0, 0, coarse.shape[1], coarse.shape[0]))
+        coarse.close()
+        return float(valid.mean())
+
+    def info(self) -> dict[str, Any]:
+        """Everything `cloudmask info` prints."""
+        return {
+            "product": self.product,
+            "product_type": self.product_type,
+            "sensor": self.sensor.name,
+            **self.metadata,
+            "grid": {
+                "crs": self.crs.to_string() if self.crs else None,
+                "width": self.shape[1],
+                "height": self.shape[0],
+                "resolution": self.grid.resolution,
+                "bounds": list(self.bounds),
+            },
+            "bands": [
+                {
+                    "name": b.band.name,
+                    "type": b.band.type,
+                    "wavelength": list(b.band.wavelength) if b.band.wavelength else None,
+                    "resolution": self.native_resolution(b),
+                    "descriptor": _descriptor_summary(b.band),
+                    "radiometry": b.radiometry.describe(),
+                    "path": b.path,
+                }
+                for b in self.bands
+            ],
+        }
+
+
+def _descriptor_summary(band: Band) -> str:
+    from cloudmask_cli.descriptors import summary
+
+    return summary(band.descriptor)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+def _to_physical(src: BandSource, dn: np.ndarray) -> np.ndarray:
+    values = src.radiometry.apply(dn)
+    if src.nodata:
+        values[np.isin(dn, src.nodata)] = np.nan
+    return values
+
+
+def _source_window(ds: rasterio.io.DatasetReader, bounds: tuple[float, ...]) -> Window:
+    return rasterio.windows.from_bounds(*bounds, transform=ds.transform)
+
+
+def _read_resampled(
+    ds: rasterio.io.DatasetReader,
+    index: int,
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+    resampling: Resampling,
+    path: str,
+) -> np.ndarray:
+    """Read ``bounds`` of one band at ``shape``; GDAL uses overviews when decimating."""
+    win = _source_window(ds, bounds)
+    inside = (
+        win.col_off >= -1e-6
+        and win.row_off >= -1e-6
+        and win.col_off + win.width <= ds.width + 1e-6
+        and win.row_off + win.height <= ds.height + 1e-6
+    )
+    try:
+        if inside:
+            return ds.read(index, window=win, out_shape=shape, resampling=resampling)
+        fill = ds.nodata if ds.nodata is not None else 0
+        return ds.read(
+            index, window=win, out_shape=shape, resampling=resampling, boundless=True,
+            fill_value=fill,
+        )
+    except RasterioError as exc:
+        raise InputError(path, f"cannot decode band {index} ({_short(exc)})") from None
+
+
+def _upsample_read(
+    ds: rasterio.io.DatasetReader,
+    src: BandSource,
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Read the covering source pixels natively and upsample with no-data-aware bilinear."""
+    h, w = shape
+    left, bottom, right, top = bounds
+    inv = ~ds.transform
+    # Source pixel coordinates (continuous, pixel centres at .5) of the target pixel centres.
+    tx = left + (np.arange(w) + 0.5) * (right - left) / w
+    ty = top - (np.arange(h) + 0.5) * (top - bottom) / h
+    u = (tx - ds.transform.c) / ds.transform.a - 0.5
+    v = (ty - ds.transform.f) / ds.transform.e - 0.5
+    del inv
+    c0 = max(0, math.floor(u.min()))
+    r0 = max(0, math.floor(v.min()))
+    c1 = min(ds.width, math.floor(u.max()) + 2)
+    r1 = min(ds.height, math.floor(v.max()) + 2)
+    if c1 <= c0 or r1 <= r0:
+        return np.full(shape, np.nan, dtype=np.float32)
+    try:
+        dn = ds.read(src.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except RasterioError as exc:
+        raise InputError(src.path, f"cannot decode band {src.index} ({_short(exc)})") from None
+    vals = _to_physical(src, dn)
+    u = u - c0
+    v = v - r0
+    return bilinear_nan(vals, v, u)
+
+
+def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Sample ``vals`` at rows ``v`` x cols ``u`` (separable), ignoring NaN neighbours.
+
+    A target pixel is NaN when its nearest source pixel is NaN, so the valid-data edge is the
+    nearest-neighbour edge; inside it, NaN neighbours get no weight.
+    """
+    hs, ws = vals.shape
+    v = np.clip(v, 0, hs - 1)
+    u = np.clip(u, 0, ws - 1)
+    v0 = np.floor(v).astype(np.int64)
+    u0 = np.floor(u).astype(np.int64)
+    v1 = np.minimum(v0 + 1, hs - 1)
+    u1 = np.minimum(u0 + 1, ws - 1)
+    fv = (v - v0).astype(np.float32)[:, None]
+    fu = (u - u0).astype(np.float32)[None, :]
+    finite = np.isfinite(vals)
+    z = np.where(finite, vals, 0).astype(np.float32)
+    wgt = finite.astype(np.float32)
+    num = np.zeros((len(v), len(u)), dtype=np.float32)
+    den = np.zeros_like(num)
+    for rows, wr in ((v0, 1 - fv), (v1, fv)):
+        for cols, wc in ((u0, 1 - fu), (u1, fu)):
+            k = wr * wc
+            num += z[np.ix_(rows, cols)] * k
+            den += wgt[np.ix_(rows, cols)] * k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    nearest = finite[np.ix_(np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))]
+    out[~nearest] = np.nan
+    return out
+
+
+def replace_bands(scene: Scene, bands: Sequence[BandSource]) -> Scene:
+    """A copy of ``scene`` with other band sources (used when adding auxiliary rasters)."""
+    new = scene.with_resolution(scene.grid.resolution)
+    new.bands = tuple(bands)
+    return new
+
+
+__all__ = [
+    "BandSource",
+    "Grid",
+    "Mask",
+    "Radiometry",
+    "Scene",
+    "bilinear_nan",
+    "replace",
+    "replace_bands",
+]

@@ -1,0 +1,192 @@
+"""Sensor definitions: YAML files -> `Sensor` and `Band` records.
+
+The bundled definitions live beside this module (``*.yaml``); a user passes their own with
+``--sensor my.yaml``. Everything the model knows about a band is derived from these fields
+(see `cloudmask_cli.descriptors`), so no sensor constant is written in code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cloudmask_cli import descriptors
+from cloudmask_cli.errors import InputError
+
+OPTICAL = ("reflectance", "brightness_temperature")
+SAR_UNITS = ("db", "linear")
+
+
+@dataclass(frozen=True)
+class Band:
+    """One band of a sensor as its YAML describes it."""
+
+    name: str
+    type: str
+    wavelength: tuple[float, float] | None = None
+    resolution: float | None = None
+    source: str | None = None  # how a reader finds the band in a product (file key, band id)
+    scale: float | str = 1.0  # "metadata": the reader takes it from the product's metadata
+    offset: float | str = 0.0
+    units: str | None = None  # SAR only: "db" or "linear"
+    description: str = ""
+
+    @cached_property
+    def descriptor(self) -> np.ndarray:
+        return descriptors.descriptor(self.type, self.wavelength)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """A sensor definition: its bands in product (or stack) order."""
+
+    name: str
+    bands: tuple[Band, ...]
+    title: str = ""
+    platforms: tuple[str, ...] = ()
+    nodata: float | None = None
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def band(self, name: str) -> Band:
+        for b in self.bands:
+            if b.name == name:
+                return b
+        raise KeyError(f"sensor {self.name} has no band {name!r}")
+
+    @property
+    def band_names(self) -> list[str]:
+        return [b.name for b in self.bands]
+
+
+def _number_or_metadata(value: Any, key: str, where: str, path: str) -> float | str:
+    if value == "metadata":
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(path, f"{where}: {key} must be a number or 'metadata', got {value!r}") from None
+
+
+def _parse_band(raw: Any, i: int, path: str) -> Band:
+    where = f"band {i + 1}"
+    if not isinstance(raw, dict):
+        raise InputError(path, f"{where}: expected a mapping with name/type, got {raw!r}")
+    name = raw.get("name")
+    if not name or not isinstance(name, str):
+        raise InputError(path, f"{where}: missing 'name'")
+    where = f"band {name!r}"
+    btype = raw.get("type")
+    if btype is None:
+        raise InputError(path, f"{where}: missing 'type'")
+    if btype not in descriptors.BAND_TYPES:
+        raise InputError(
+            path, f"{where}: unknown type {btype!r} (expected {', '.join(descriptors.BAND_TYPES)})"
+        )
+    wl = raw.get("wavelength")
+    if btype in OPTICAL:
+        if wl is None:
+            raise InputError(path, f"{where}: missing 'wavelength: [min_nm, max_nm]' for {btype}")
+        if (
+            not isinstance(wl, (list, tuple))
+            or len(wl) != 2
+            or not all(isinstance(v, (int, float)) for v in wl)
+        ):
+            raise InputError(path, f"{where}: wavelength must be [min_nm, max_nm], got {wl!r}")
+        if not 300 < wl[0] <= wl[1]:
+            raise InputError(path, f"{where}: wavelength {wl} must satisfy 300 < min <= max (nm)")
+        wl = (float(wl[0]), float(wl[1]))
+    elif wl is not None:
+        raise InputError(path, f"{where}: a {btype} band has no wavelength")
+    units = raw.get("units")
+    if btype.startswith("sar_") and btype != "sar_angle":
+        units = (units or "db").lower()
+        if units not in SAR_UNITS:
+            raise InputError(path, f"{where}: units must be 'db' or 'linear', got {units!r}")
+    res = raw.get("resolution")
+    if res is not None and (not isinstance(res, (int, float)) or res <= 0):
+        raise InputError(path, f"{where}: resolution must be a positive number of metres")
+    return Band(
+        name=name,
+        type=btype,
+        wavelength=wl,
+        resolution=float(res) if res is not None else None,
+        source=str(raw["source"]) if raw.get("source") is not None else None,
+        scale=_number_or_metadata(raw.get("scale", 1.0), "scale", where, path),
+        offset=_number_or_metadata(raw.get("offset", 0.0), "offset", where, path),
+        units=units,
+        description=str(raw.get("description", "")),
+    )
+
+
+def parse_sensor(data: Any, path: str = "<sensor>") -> Sensor:
+    """Validate a sensor definition (already parsed YAML) and build a `Sensor`."""
+    if not isinstance(data, dict):
+        raise InputError(path, "a sensor definition must be a mapping with 'name' and 'bands'")
+    name = data.get("name")
+    if not name:
+        raise InputError(path, "missing 'name'")
+    raw_bands = data.get("bands")
+    if not raw_bands or not isinstance(raw_bands, list):
+        raise InputError(path, "missing 'bands' (a list with one entry per band)")
+    bands = tuple(_parse_band(b, i, path) for i, b in enumerate(raw_bands))
+    seen: set[str] = set()
+    for b in bands:
+        if b.name in seen:
+            raise InputError(path, f"duplicate band name {b.name!r}")
+        seen.add(b.name)
+    nodata = data.get("nodata")
+    known = {"name", "bands", "title", "platforms", "nodata"}
+    return Sensor(
+        name=str(name),
+        bands=bands,
+        title=str(data.get("title", name)),
+        platforms=tuple(data.get("platforms", ()) or ()),
+        nodata=float(nodata) if nodata is not None else None,
+        path=path,
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def load_sensor_file(path: str | Path) -> Sensor:
+    """Load and validate a sensor YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "sensor definition not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise InputError(p, f"not valid YAML{where}") from None
+    return parse_sensor(data, str(p))
+
+
+def _bundled_dir() -> Path:
+    return Path(str(resources.files(__package__)))
+
+
+def bundled_sensors() -> dict[str, Sensor]:
+    """All bundled sensor definitions by name."""
+    out = {}
+    for f in sorted(_bundled_dir().glob("*.yaml")):
+        s = load_sensor_file(f)
+        out[s.name] = s
+    return out
+
+
+def get_sensor(name_or_path: str | Path) -> Sensor:
+    """A bundled sensor by name, or a user YAML by path."""
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        return load_sensor_file(text)
+    sensors = bundled_sensors()
+    if text not in sensors:
+        raise InputError(text, f"unknown sensor (bundled: {', '.join(sensors)})")
+    return sensors[text]

@@ -1,0 +1,26 @@
+"""Shared fixtures. Real data lives in ../shared/data beside the repository and is read in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("CLOUDMASK_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it are skipped with a reason when it is absent."""
+    if not DATA.is_dir():
+        pytest.skip(f"real data not available: {DATA} is absent (tier 2 tests need ../shared/data)")
+    return DATA
+
+
+def require(path: Path) -> Path:
+    """Skip the calling test with a reason when one real file or folder is absent."""
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent")
+    return path
