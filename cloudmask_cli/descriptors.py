@@ -60,7 +60,9 @@ def spectral_encoding(wavelength_nm: float) -> np.ndarray:
 def descriptor(band_type: str, wavelength: Sequence[float] | None = None) -> np.ndarray:
     """Descriptor vector of one band from its type and wavelength range [min, max] in nm."""
     if band_type not in BAND_TYPES:
-        raise ValueError(f"unknown band type {band_type!r}; expected one of {', '.join(BAND_TYPES)}")
+        raise ValueError(
+            f"unknown band type {band_type!r}; expected one of {', '.join(BAND_TYPES)}"
+        )
     vec = np.zeros(LENGTH, dtype=np.float32)
     if band_type in ("reflectance", "brightness_temperature"):
         if wavelength is None or len(wavelength) != 2:

@@ -25,6 +25,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError
@@ -85,6 +86,7 @@ class Radiometry:
     divisor: float = 1.0
     k1: float | None = None
     k2: float | None = None
+    to_db: bool = False  # linear power -> decibels (SAR given in linear units)
     formula: str = ""
 
     def apply(self, dn: np.ndarray) -> np.ndarray:
@@ -95,6 +97,9 @@ class Radiometry:
             with np.errstate(divide="ignore", invalid="ignore"):
                 x = np.float32(self.k2) / np.log(np.float32(self.k1) / x + 1.0)
             x[~np.isfinite(x)] = np.nan
+        if self.to_db:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.where(x > 0, 10.0 * np.log10(x), np.nan).astype(np.float32)
         return x
 
     def describe(self) -> dict[str, Any]:
@@ -113,7 +118,7 @@ class Mask:
     """A raster that marks invalid pixels: set bits, listed values, or values not listed."""
 
     path: str
-    index: int = 1
+    index: int | tuple[int, ...] = 1  # a tuple: layers of one file, read in one call, any flags
     invalid_bits: int = 0
     invalid_values: tuple[float, ...] = ()
     valid_values: tuple[float, ...] = ()
@@ -127,7 +132,7 @@ class Mask:
             bad |= np.isin(values, self.invalid_values)
         if self.valid_values:
             bad |= ~np.isin(values, self.valid_values)
-        return bad
+        return bad.any(axis=0) if bad.ndim == 3 else bad
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class BandSource:
     nodata: tuple[float, ...] = ()  # DN values that mean "no data"
     masks: tuple[Mask, ...] = ()  # masks that apply to this band only
     resolution: float | None = None  # native resolution, if not the YAML's
+    warp: bool = False  # on another grid (auxiliary rasters): warped onto the working grid
 
 
 class Scene:
@@ -179,7 +185,9 @@ class Scene:
         res = [
             self.native_resolution(b)
             for b in self.bands
-            if b.band.type == "reflectance" and "pan" not in b.band.name.lower()
+            if b.band.type == "reflectance"
+            and not b.band.panchromatic
+            and "pan" not in b.band.name.lower()
         ]
         return min(res or [self.native_resolution(b) for b in self.bands])
 
@@ -223,6 +231,11 @@ class Scene:
     def band_names(self) -> list[str]:
         return [b.band.name for b in self.bands]
 
+    @property
+    def primary(self) -> list[int]:
+        """Indices of the product's own bands (not auxiliary SAR/DEM): they decide validity."""
+        return [i for i, b in enumerate(self.bands) if not b.warp] or list(range(len(self.bands)))
+
     def descriptors(self) -> np.ndarray:
         return np.stack([b.band.descriptor for b in self.bands])
 
@@ -240,6 +253,8 @@ class Scene:
 
     def close(self) -> None:
         """Close the datasets this thread opened."""
+        for vrt in self._local.__dict__.pop("vrts", {}).values():
+            vrt.close()
         for ds in self._local.__dict__.pop("handles", {}).values():
             ds.close()
 
@@ -270,21 +285,49 @@ class Scene:
         bounds = self.grid.window_bounds(window)
         for m in masks:
             ds = self._open(m.path)
-            values = _read_resampled(ds, m.index, bounds, bad.shape, Resampling.nearest, m.path)
+            index = m.index if isinstance(m.index, int) else list(m.index)
+            values = _read_resampled(ds, index, bounds, bad.shape, Resampling.nearest, m.path)
             bad |= m.invalid(values)
         return bad
+
+    def _warped(self, path: str) -> WarpedVRT:
+        """A thread's bilinear warp of a raster in another CRS onto the working grid."""
+        vrts = self._local.__dict__.setdefault("vrts", {})
+        vrt = vrts.get(path)
+        if vrt is None:
+            ds = self._open(path)
+            vrt = WarpedVRT(
+                ds,
+                crs=self.crs,
+                transform=self.grid.transform,
+                width=self.grid.width,
+                height=self.grid.height,
+                resampling=Resampling.bilinear,
+                src_nodata=ds.nodata,
+                nodata=np.nan,  # outside the raster's footprint -> NaN, i.e. band absent
+                dtype="float32",
+            )
+            vrts[path] = vrt
+        return vrt
 
     def _read_band(self, src: BandSource, window: Window) -> np.ndarray:
         ds = self._open(src.path)
         shape = (int(window.height), int(window.width))
+        if src.warp or (ds.crs is not None and ds.crs != self.crs):
+            dn = self._warped(src.path).read(src.index, window=window)
+            values = _to_physical(src, dn)
+            if src.masks:
+                values[self._masks_invalid(src.masks, window)] = np.nan
+            return values
         bounds = self.grid.window_bounds(window)
         src_res = abs(ds.transform.a)
         ratio = src_res / self.grid.resolution
         if ratio > 1.0 + 1e-6:
             values = _upsample_read(ds, src, bounds, shape)
+        elif ratio < 1.0 - 1e-6:
+            values = _downsample_read(ds, src, bounds, shape)
         else:
-            resampling = Resampling.average if ratio < 1.0 - 1e-6 else Resampling.nearest
-            dn = _read_resampled(ds, src.index, bounds, shape, resampling, src.path)
+            dn = _read_resampled(ds, src.index, bounds, shape, Resampling.nearest, src.path)
             values = _to_physical(src, dn)
         if src.masks:
             values[self._masks_invalid(src.masks, window)] = np.nan
@@ -356,7 +399,7 @@ def _source_window(ds: rasterio.io.DatasetReader, bounds: tuple[float, ...]) -> 
 
 def _read_resampled(
     ds: rasterio.io.DatasetReader,
-    index: int,
+    index: int | list[int],
     bounds: tuple[float, ...],
     shape: tuple[int, int],
     resampling: Resampling,
@@ -375,11 +418,49 @@ def _read_resampled(
             return ds.read(index, window=win, out_shape=shape, resampling=resampling)
         fill = ds.nodata if ds.nodata is not None else 0
         return ds.read(
-            index, window=win, out_shape=shape, resampling=resampling, boundless=True,
+            index,
+            window=win,
+            out_shape=shape,
+            resampling=resampling,
+            boundless=True,
             fill_value=fill,
         )
     except RasterioError as exc:
         raise InputError(path, f"cannot decode band {index} ({_short(exc)})") from None
+
+
+def _downsample_read(
+    ds: rasterio.io.DatasetReader,
+    src: BandSource,
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Average down through overviews; drop the ring of pixels next to no data.
+
+    An averaged pixel that straddles the no-data edge mixes fill DN into its value (JP2
+    resolution levels do the same), so pixels touching a no-data pixel are marked invalid.
+    One extra pixel is read on each side so the ring is the same in every window.
+    """
+    h, w = shape
+    left, bottom, right, top = bounds
+    px, py = (right - left) / w, (top - bottom) / h
+    db = ds.bounds
+    # grow by one pixel on each side that stays inside the raster (outside is not no data)
+    ml, mr = int(left - px >= db.left - 1e-6 * px), int(right + px <= db.right + 1e-6 * px)
+    mb, mt = int(bottom - py >= db.bottom - 1e-6 * py), int(top + py <= db.top + 1e-6 * py)
+    grown = (left - ml * px, bottom - mb * py, right + mr * px, top + mt * py)
+    out_shape = (h + mt + mb, w + ml + mr)
+    dn = _read_resampled(ds, src.index, grown, out_shape, Resampling.average, src.path)
+    values = _to_physical(src, dn)
+    if src.nodata:
+        bad = np.isnan(values)
+        ring = bad.copy()
+        ring[1:] |= bad[:-1]
+        ring[:-1] |= bad[1:]
+        ring[:, 1:] |= ring[:, :-1].copy()
+        ring[:, :-1] |= ring[:, 1:].copy()
+        values[ring] = np.nan
+    return values[mt : mt + h, ml : ml + w]
 
 
 def _upsample_read(

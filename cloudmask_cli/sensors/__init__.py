@@ -36,6 +36,7 @@ class Band:
     offset: float | str = 0.0
     units: str | None = None  # SAR only: "db" or "linear"
     description: str = ""
+    panchromatic: bool = False  # a pan band: not used to pick the default working resolution
 
     @cached_property
     def descriptor(self) -> np.ndarray:
@@ -71,7 +72,9 @@ def _number_or_metadata(value: Any, key: str, where: str, path: str) -> float | 
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise InputError(path, f"{where}: {key} must be a number or 'metadata', got {value!r}") from None
+        raise InputError(
+            path, f"{where}: {key} must be a number or 'metadata', got {value!r}"
+        ) from None
 
 
 def _parse_band(raw: Any, i: int, path: str) -> Band:
@@ -112,6 +115,9 @@ def _parse_band(raw: Any, i: int, path: str) -> Band:
     res = raw.get("resolution")
     if res is not None and (not isinstance(res, (int, float)) or res <= 0):
         raise InputError(path, f"{where}: resolution must be a positive number of metres")
+    pan = raw.get("panchromatic", False)
+    if not isinstance(pan, bool):
+        raise InputError(path, f"{where}: panchromatic must be true or false, got {pan!r}")
     return Band(
         name=name,
         type=btype,
@@ -122,6 +128,7 @@ def _parse_band(raw: Any, i: int, path: str) -> Band:
         offset=_number_or_metadata(raw.get("offset", 0.0), "offset", where, path),
         units=units,
         description=str(raw.get("description", "")),
+        panchromatic=pan,
     )
 
 

@@ -1,0 +1,178 @@
+"""The Python API: `mask` returns an xarray.DataArray, `run` writes a COG like the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from rasterio.io import MemoryFile
+
+from cloudmask_cli.auxiliary import add_auxiliary
+from cloudmask_cli.classes import check_style, fold, style_names
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.inference.engine import Engine, select_device
+from cloudmask_cli.inference.pipeline import RunOptions, mask_to_file, masked_strips
+from cloudmask_cli.products import open_product
+from cloudmask_cli.products import stack as stack_reader
+from cloudmask_cli.scene import Scene
+from cloudmask_cli.sensors import Sensor, get_sensor
+
+
+def load_model(weights: str | Path | None = None, device: str = "cpu") -> tuple[Any, dict]:
+    """The model from ``weights`` (default: the bundled weights) and a summary for sidecars."""
+    from cloudmask_cli.model.checkpoint import load_checkpoint, model_hash
+    from cloudmask_cli.weights import default_weights
+
+    path = Path(weights) if weights else default_weights()
+    model, config, meta = load_checkpoint(path, device=device)
+    info = {
+        "name": meta.get("name", path.stem),
+        "path": str(path),
+        "sha256": model_hash(path),
+        "architecture": config.to_dict() if hasattr(config, "to_dict") else config,
+    }
+    return model, info
+
+
+def _scene_from_xarray(data: xr.DataArray, sensor: str | Path | Sensor) -> tuple[Scene, Any]:
+    sens = get_sensor(sensor) if not isinstance(sensor, Sensor) else sensor
+    if "band" not in data.dims:
+        raise InputError(None, "the DataArray needs a 'band' dimension with band names")
+    names = [str(b) for b in data["band"].values]
+    try:
+        bands = tuple(sens.band(n) for n in names)
+    except KeyError as exc:
+        raise InputError(sens.path or sens.name, str(exc).strip("'\"")) from None
+    subset = dataclasses.replace(sens, bands=bands)
+    crs = data.rio.crs
+    if crs is None:
+        raise InputError(None, "the DataArray has no CRS (use rioxarray's .rio.write_crs)")
+    arr = data.transpose("band", data.rio.y_dim, data.rio.x_dim).values
+    mem = MemoryFile()
+    with mem.open(
+        driver="GTiff",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        crs=crs,
+        transform=data.rio.transform(),
+        nodata=data.rio.nodata,
+    ) as ds:
+        ds.write(arr)
+    return stack_reader.open(Path(mem.name), sensor=subset), mem
+
+
+def mask(
+    source: str | Path | xr.DataArray,
+    *,
+    sensor: str | Path | Sensor | None = None,
+    sar: str | Path | None = None,
+    dem: str | Path | None = None,
+    resolution: float | None = None,
+    style: str = "7class",
+    weights: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 4,
+    overlap: int = 128,
+    aoi: str | Path | None = None,
+) -> xr.DataArray:
+    """Mask a product (path) or an ``xarray.DataArray`` (dims band/y/x, CRS set, values in the
+    sensor's units as its YAML describes) and return the class codes with CRS and transform."""
+    check_style(style)
+    keep = None
+    if isinstance(source, xr.DataArray):
+        if sensor is None:
+            raise InputError(None, "a DataArray needs sensor= (a bundled name or a YAML path)")
+        scene, keep = _scene_from_xarray(source, sensor)
+    else:
+        scene = open_product(source, sensor=sensor)
+    if resolution:
+        scene = scene.with_resolution(resolution)
+    if sar or dem:
+        scene = add_auxiliary(scene, sar=sar, dem=dem)
+    dev, _ = select_device(device)
+    model, info = load_model(weights)
+    engine = Engine(model, dev, batch_size)
+    options = RunOptions(style=style, overlap=overlap, aoi=aoi)
+    codes = np.empty(scene.shape, dtype=np.uint8)
+    for row, probs, valid in masked_strips(scene, engine, options):
+        codes[row : row + probs.shape[1]] = fold(probs, style, valid)
+    del keep
+    g = scene.grid
+    t = g.transform
+    out = xr.DataArray(
+        codes,
+        dims=("y", "x"),
+        coords={
+            "y": t.f + t.e * (np.arange(g.height) + 0.5),
+            "x": t.c + t.a * (np.arange(g.width) + 0.5),
+        },
+        name="cloudmask",
+        attrs={
+            "style": style,
+            "classes": {str(k): v for k, v in style_names(style).items()},
+            "model": info["name"],
+            "sensor": scene.sensor.name,
+        },
+    )
+    out = out.rio.write_crs(g.crs).rio.write_transform(t).rio.write_nodata(255)
+    return out
+
+
+def run(
+    product: str | Path,
+    output: str | Path,
+    *,
+    sensor: str | Path | None = None,
+    sar: str | Path | None = None,
+    dem: str | Path | None = None,
+    resolution: float | None = None,
+    style: str = "7class",
+    probabilities: str | Path | None = None,
+    weights: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 4,
+    overlap: int = 128,
+    aoi: str | Path | None = None,
+    overwrite: bool = False,
+    read_threads: int = 2,
+    progress: Any = None,
+    notice: Any = None,
+    loaded: tuple[Any, dict] | None = None,
+) -> dict[str, Any]:
+    """What `cloudmask run` does: mask a product into a COG + sidecar; returns the sidecar.
+
+    ``loaded`` is a ``load_model`` result to reuse (batches load the model once per process).
+    """
+    check_style(style)
+    if overlap < 0 or overlap >= 512:
+        raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    from cloudmask_cli.inference.writer import check_output
+
+    output = Path(output)
+    check_output(output, overwrite)
+    scene = open_product(product, sensor=sensor, resolution=resolution)
+    if sar or dem:
+        scene = add_auxiliary(scene, sar=sar, dem=dem)
+    dev, msg = select_device(device)
+    if msg and notice:
+        notice(msg)
+    model, info = loaded or load_model(weights)
+    engine = Engine(model, dev, batch_size)
+    options = RunOptions(style=style, overlap=overlap, aoi=aoi, read_threads=read_threads)
+    return mask_to_file(
+        scene,
+        engine,
+        output,
+        options,
+        probabilities=Path(probabilities) if probabilities else None,
+        overwrite=overwrite,
+        model_info=info,
+        progress=progress,
+    )

@@ -1,0 +1,80 @@
+"""The model's 7 classes and the output styles folded from their probabilities (DESIGN.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASSES = ("land", "water", "snow", "thin_cloud", "thick_cloud", "cloud_shadow", "no_data")
+NODATA = 255
+
+# Each style: its codes as (code, name, member classes); the model's "no_data" class always
+# folds to 255. Styles are folded from summed probabilities, never from the 7-class argmax.
+STYLES: dict[str, tuple[tuple[int, str, tuple[str, ...]], ...]] = {
+    "7class": tuple((i, c, (c,)) for i, c in enumerate(CLASSES[:-1])),
+    "4class": (
+        (0, "clear", ("land", "water", "snow")),
+        (1, "thick_cloud", ("thick_cloud",)),
+        (2, "thin_cloud", ("thin_cloud",)),
+        (3, "cloud_shadow", ("cloud_shadow",)),
+    ),
+    "cloud": (
+        (0, "not_cloud", ("land", "water", "snow", "cloud_shadow")),
+        (1, "cloud", ("thin_cloud", "thick_cloud")),
+    ),
+    "valid": (
+        (0, "valid", ("land", "water", "snow")),
+        (1, "invalid", ("thin_cloud", "thick_cloud", "cloud_shadow")),
+    ),
+}
+
+# Colours of the 7-class codes; other styles reuse the colour of their first member class.
+COLOURS = {
+    "land": (60, 160, 60),
+    "water": (40, 90, 200),
+    "snow": (0, 230, 230),
+    "thin_cloud": (200, 200, 200),
+    "thick_cloud": (255, 255, 255),
+    "cloud_shadow": (70, 50, 30),
+    "clear": (60, 160, 60),
+    "not_cloud": (60, 160, 60),
+    "cloud": (255, 255, 255),
+    "valid": (60, 160, 60),
+    "invalid": (255, 255, 255),
+}
+
+
+def style_names(style: str) -> dict[int, str]:
+    """Code -> class name of a style (255 -> no_data)."""
+    check_style(style)
+    return {code: name for code, name, _ in STYLES[style]} | {NODATA: "no_data"}
+
+
+def colormap(style: str) -> dict[int, tuple[int, int, int, int]]:
+    """A GDAL colour table for a style (no data transparent)."""
+    cmap = {code: (*COLOURS[name], 255) for code, name, _ in STYLES[style]}
+    cmap[NODATA] = (0, 0, 0, 0)
+    return cmap
+
+
+def check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+
+
+def fold(probs: np.ndarray, style: str, valid: np.ndarray | None = None) -> np.ndarray:
+    """Class codes (uint8) from 7-class probabilities ``(7, ...)``.
+
+    A pixel is 255 where ``valid`` is False, where no probability was computed (all zero),
+    or where the model's own "no data" class outweighs every group of the style.
+    """
+    check_style(style)
+    groups = STYLES[style]
+    index = {c: i for i, c in enumerate(CLASSES)}
+    summed = np.stack([probs[[index[c] for c in members]].sum(axis=0) for _, _, members in groups])
+    summed = np.concatenate([summed, probs[index["no_data"]][None]], axis=0)
+    winner = summed.argmax(axis=0)
+    codes = np.array([code for code, _, _ in groups] + [NODATA], dtype=np.uint8)[winner]
+    codes[probs.sum(axis=0) <= 0] = NODATA
+    if valid is not None:
+        codes[~valid] = NODATA
+    return codes

@@ -1,0 +1,251 @@
+"""The `cloudmask` command line: parse, call the library, print. No work happens here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cloudmask_cli import __version__
+from cloudmask_cli.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Cloud and cloud-shadow masks for whole satellite products (SEnSeI-v2 + SegFormer).",
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception, code: int = 2) -> None:
+    err.print(f"cloudmask: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"cloudmask {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    pass
+
+
+@app.command()
+def sensors(
+    check: Optional[Path] = typer.Option(
+        None, "--check", help="Validate a sensor YAML of your own and show its bands."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the bundled sensor definitions (or validate your own YAML)."""
+    from cloudmask_cli.sensors import bundled_sensors, load_sensor_file
+
+    try:
+        found = [load_sensor_file(check)] if check else list(bundled_sensors().values())
+    except InputError as exc:
+        _fail(exc)
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "platforms": list(s.platforms),
+                "bands": [
+                    {"name": b.name, "type": b.type, "wavelength": b.wavelength,
+                     "resolution": b.resolution}
+                    for b in s.bands
+                ],
+            }
+            for s in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="sensor definitions" if not check else f"{check}: valid")
+    for col in ("name", "title", "platforms", "bands"):
+        table.add_column(col)
+    for s in found:
+        bands = ", ".join(
+            f"{b.name}" + (f" {b.wavelength[0]:g}-{b.wavelength[1]:g}nm" if b.wavelength else "")
+            for b in s.bands
+        ) if check else " ".join(s.band_names)
+        table.add_row(s.name, s.title, ",".join(s.platforms), bands)
+    out.print(table)
+
+
+@app.command()
+def info(
+    product: Path = typer.Argument(..., help="A product folder, .zip, .tar, or raster stack."),
+    sensor: Optional[str] = typer.Option(None, "--sensor", help="Sensor name or YAML."),
+    resolution: Optional[float] = typer.Option(None, "--resolution", help="Working grid (m)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Describe a product: sensor, level, grid, bands and their radiometry, valid fraction."""
+    from cloudmask_cli.products import open_product
+
+    try:
+        scene = open_product(product, sensor=sensor, resolution=resolution)
+        data = scene.info()
+        data["valid_fraction"] = round(scene.valid_fraction(), 4)
+    except InputError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    grid = data.pop("grid")
+    bands = data.pop("bands")
+    out.print(f"[bold]{data.pop('product')}[/bold]")
+    for k, v in data.items():
+        out.print(f"  {k}: {v}", highlight=False)
+    out.print(
+        f"  grid: {grid['crs']} {grid['width']}x{grid['height']} @ {grid['resolution']:g} m",
+        highlight=False,
+    )
+    table = Table()
+    for col in ("band", "type", "wavelength nm", "res m", "descriptor", "radiometry"):
+        table.add_column(col)
+    for b in bands:
+        wl = f"{b['wavelength'][0]:g}-{b['wavelength'][1]:g}" if b["wavelength"] else "-"
+        rad = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in b["radiometry"].items())
+        table.add_row(b["name"], b["type"], wl, f"{b['resolution']:g}", b["descriptor"], rad)
+    out.print(table)
+
+
+@app.command()
+def demo(
+    path: Path = typer.Argument(..., help="Folder to write the demo product into."),
+    kind: str = typer.Option("sentinel2", "--kind", help="sentinel2 | landsat8 | perusat1"),
+    size: int = typer.Option(600, "--size", help="Width/height in pixels at 10 m (sentinel2)."),
+) -> None:
+    """Write a small product in a real format (with clouds) to try cloudmask on at once."""
+    from cloudmask_cli.demo import write_demo
+
+    try:
+        written = write_demo(path, kind=kind, size=size)
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    out.print(str(written), highlight=False)
+
+
+@app.command()
+def run(
+    product: Path = typer.Argument(..., help="Product folder, .zip, .tar, or raster stack."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output mask (COG)."),
+    sar: Optional[Path] = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF (any CRS)."),
+    dem: Optional[Path] = typer.Option(None, "--dem", help="DEM GeoTIFF (any CRS)."),
+    resolution: Optional[float] = typer.Option(
+        None, "--resolution", help="Working resolution in metres (default: finest band)."
+    ),
+    style: str = typer.Option("7class", "--style", help="7class | 4class | cloud | valid"),
+    probabilities: Optional[Path] = typer.Option(
+        None, "--probabilities", help="Also write per-class probabilities (COG, x254)."
+    ),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Other model weights."),
+    sensor: Optional[str] = typer.Option(
+        None, "--sensor", help="Sensor name or YAML (overrides detection; needed for stacks)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per model call."),
+    overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
+    aoi: Optional[Path] = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    threads: int = typer.Option(2, "--read-threads", help="Threads decoding windows ahead."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the sidecar summary."),
+) -> None:
+    """Mask clouds and shadows in a whole product; writes a COG and a sidecar JSON."""
+    from cloudmask_cli.api import run as run_product
+
+    _logging(quiet, verbose)
+    try:
+        with _progress(quiet) as progress:
+            sidecar = run_product(
+                product, output, sensor=sensor, sar=sar, dem=dem, resolution=resolution,
+                style=style, probabilities=probabilities, weights=weights, device=device,
+                batch_size=batch_size, overlap=overlap, aoi=aoi, overwrite=overwrite,
+                read_threads=threads, progress=progress,
+                notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}")),
+            )
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    if quiet:
+        return
+    fr = ", ".join(f"{k} {v:.1%}" for k, v in sidecar["class_fractions"].items())
+    out.print(f"{output}: valid {sidecar['valid_fraction']:.1%}; {fr}", highlight=False)
+    if verbose:
+        t = sidecar["timings"]
+        out.print(
+            f"  {sidecar['windows']['run']} windows on {sidecar['device']} in {t['total_s']} s "
+            f"(model {t['model_s']} s); sidecar {output}.json",
+            highlight=False,
+        )
+
+
+def _logging(quiet: bool, verbose: bool) -> None:
+    import logging
+
+    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="cloudmask: %(message)s")
+
+
+class _progress:
+    """A rich progress bar on a terminal; nothing when quiet or not a TTY."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and err.is_terminal
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):  # noqa: ANN204
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("windows"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=err, transient=True,
+        )
+        self.bar.__enter__()
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("run", total=total, rate="")
+        elapsed = self.bar.tasks[0].elapsed or 0
+        rate = f"{done / elapsed:.1f} win/s" if elapsed and done else ""
+        self.bar.update(self.task, completed=done, total=total, rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def main() -> None:
+    """Console-script entry point: bad input -> one line on stderr and exit code 2."""
+    try:
+        app()
+    except InputError as exc:  # raised outside a command's own handling
+        err.print(f"cloudmask: error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

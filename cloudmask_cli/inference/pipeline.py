@@ -1,0 +1,241 @@
+"""product -> Scene -> windows -> engine -> blender -> writer.
+
+`masked_strips` is the loop (shared by the file writer and the xarray API): windows are read
+on a thread pool ahead of the model, batched, predicted, blended, and handed out as finished
+strips of rows. `mask_to_file` adds the COG writer and the sidecar.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from cloudmask_cli import __version__
+from cloudmask_cli.classes import CLASSES, NODATA, fold, style_names
+from cloudmask_cli.inference.aoi import AOI
+from cloudmask_cli.inference.blender import StripBlender
+from cloudmask_cli.inference.engine import Engine
+from cloudmask_cli.inference.tiling import keep_windows, plan_windows
+from cloudmask_cli.inference.writer import MaskWriter
+from cloudmask_cli.scene import Scene
+
+log = logging.getLogger("cloudmask")
+
+
+@dataclass
+class RunOptions:
+    """How to run the model over a scene."""
+
+    style: str = "7class"
+    window: int = 512
+    overlap: int = 128
+    read_threads: int = 2
+    aoi: str | Path | None = None
+
+
+@dataclass
+class Stats:
+    """What happened during a run, for the sidecar and the progress display."""
+
+    windows_planned: int = 0
+    windows_run: int = 0
+    windows_empty: int = 0
+    read_seconds: float = 0.0
+    model_seconds: float = 0.0
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+
+
+@dataclass
+class _Tile:
+    window: Window
+    x: np.ndarray
+    valid: np.ndarray
+    seconds: float
+
+
+def plan(scene: Scene, options: RunOptions, aoi: AOI | None) -> list[Window]:
+    """Windows over the grid, without those with no valid pixel (judged on a coarse read)."""
+    windows = plan_windows(scene.shape, options.window, options.overlap)
+    if aoi is not None:
+        windows = [w for w in windows if aoi.touches(w)]
+    factor = max(1.0, options.window / 16)
+    if factor > 1 and len(windows) > 1:
+        coarse = scene.with_resolution(scene.grid.resolution * factor)
+        h, w = coarse.shape
+        valid = np.isfinite(coarse.read(Window(0, 0, w, h), bands=scene.primary)).any(axis=0)
+        coarse.close()
+        # the coarse grid may round the extent: scale by the true ratio of sizes
+        windows = keep_windows(windows, valid, scene.shape[0] / h)
+    return windows
+
+
+def _read(scene: Scene, window: Window, aoi: AOI | None) -> _Tile:
+    t0 = time.perf_counter()
+    x = scene.read(window)
+    valid = np.isfinite(x[scene.primary]).any(axis=0)
+    if aoi is not None:
+        valid &= aoi.inside(window)
+    x[:, ~valid] = np.nan
+    return _Tile(window, x, valid, time.perf_counter() - t0)
+
+
+def masked_strips(
+    scene: Scene,
+    engine: Engine,
+    options: RunOptions,
+    stats: Stats | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield finished strips ``(first_row, probabilities (7, n, W), valid (n, W))`` top to bottom."""
+    stats = stats if stats is not None else Stats()
+    aoi = AOI(options.aoi, scene.grid) if options.aoi else None
+    windows = plan(scene, options, aoi)
+    stats.windows_planned = len(windows)
+    if progress:
+        progress(0, len(windows))
+    blender = StripBlender(scene.shape, len(CLASSES), options.window, options.overlap)
+    desc = scene.descriptors()
+    ahead = max(2 * options.read_threads, engine.batch_size) + engine.batch_size
+    with ThreadPoolExecutor(max_workers=options.read_threads, thread_name_prefix="read") as pool:
+        queue: list[Future[_Tile]] = []
+        pending = iter(windows)
+
+        def refill() -> None:
+            while len(queue) < ahead:
+                win = next(pending, None)
+                if win is None:
+                    return
+                queue.append(pool.submit(_read, scene, win, aoi))
+
+        refill()
+        done = 0
+        try:
+            while queue:
+                batch: list[_Tile] = []
+                while queue and len(batch) < engine.batch_size:
+                    tile = queue.pop(0).result()
+                    stats.read_seconds += tile.seconds
+                    # Rows above a new window-row are final: hand them out before adding.
+                    if batch and tile.window.row_off != batch[-1].window.row_off:
+                        queue.insert(0, _done_future(tile))
+                        break
+                    batch.append(tile)
+                    refill()
+                yield from blender.finish(int(batch[0].window.row_off))
+                _predict(engine, desc, batch, blender, stats)
+                done += len(batch)
+                if progress:
+                    progress(done, len(windows))
+        finally:
+            for fut in queue:
+                fut.cancel()
+            scene.close()
+    yield from blender.finish(scene.shape[0])
+
+
+def _done_future(tile: _Tile) -> Future[_Tile]:
+    fut: Future[_Tile] = Future()
+    fut.set_result(tile)
+    tile.seconds = 0.0  # already counted
+    return fut
+
+
+def _predict(
+    engine: Engine, desc: np.ndarray, batch: list[_Tile], blender: StripBlender, stats: Stats
+) -> None:
+    run = [t for t in batch if t.valid.any()]
+    stats.windows_empty += len(batch) - len(run)
+    if not run:
+        return
+    x = np.stack([t.x for t in run])
+    band_mask = np.isfinite(x).reshape(x.shape[0], x.shape[1], -1).any(axis=2)
+    t0 = time.perf_counter()
+    probs = engine.predict(x, desc, band_mask)
+    stats.model_seconds += time.perf_counter() - t0
+    stats.windows_run += len(run)
+    for tile, p in zip(run, probs, strict=True):
+        p[:, ~tile.valid] = 0.0
+        blender.add(tile.window, p, tile.valid)
+
+
+def mask_to_file(
+    scene: Scene,
+    engine: Engine,
+    output: Path,
+    options: RunOptions,
+    *,
+    probabilities: Path | None = None,
+    overwrite: bool = False,
+    model_info: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Mask a scene into a COG (and optional probability COG); returns the sidecar it wrote."""
+    t0 = time.perf_counter()
+    stats = Stats()
+    with MaskWriter(output, scene.grid, options.style, probabilities, overwrite) as writer:
+        for _, probs, valid in masked_strips(scene, engine, options, stats, progress):
+            codes = fold(probs, options.style, valid)
+            stats.counts += np.bincount(codes.ravel(), minlength=256)
+            writer.write(codes, probs if probabilities is not None else None)
+        sidecar = _sidecar(scene, engine, options, stats, model_info, time.perf_counter() - t0)
+        writer.finish(sidecar)
+    return sidecar
+
+
+def _sidecar(
+    scene: Scene,
+    engine: Engine,
+    options: RunOptions,
+    stats: Stats,
+    model_info: dict[str, Any] | None,
+    seconds: float,
+) -> dict[str, Any]:
+    total = int(stats.counts.sum())
+    valid = total - int(stats.counts[NODATA])
+    names = style_names(options.style)
+    fractions = {
+        names[code]: round(int(stats.counts[code]) / valid, 6) if valid else 0.0
+        for code in names
+        if code != NODATA
+    }
+    return {
+        "cloudmask_version": __version__,
+        "product": scene.product,
+        "product_type": scene.product_type,
+        "sensor": scene.sensor.name,
+        "style": options.style,
+        "codes": {str(k): v for k, v in names.items()},
+        "class_fractions": fractions,
+        "valid_fraction": round(valid / total, 6) if total else 0.0,
+        "model": model_info or {},
+        "bands": [b.band.name for b in scene.bands],
+        "radiometry": {b.band.name: b.radiometry.describe() for b in scene.bands},
+        "radiometric_offsets": scene.metadata.get("offsets"),
+        "auxiliary": scene.metadata.get("auxiliary"),
+        "resolution": scene.grid.resolution,
+        "crs": scene.crs.to_string(),
+        "shape": list(scene.shape),
+        "aoi": str(options.aoi) if options.aoi else None,
+        "windows": {
+            "size": options.window,
+            "overlap": options.overlap,
+            "planned": stats.windows_planned,
+            "run": stats.windows_run,
+            "empty": stats.windows_empty,
+        },
+        "device": str(engine.device),
+        "batch_size": engine.batch_size,
+        "timings": {
+            "total_s": round(seconds, 3),
+            "read_s_summed_over_threads": round(stats.read_seconds, 3),
+            "model_s": round(stats.model_seconds, 3),
+        },
+    }

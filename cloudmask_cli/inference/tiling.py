@@ -1,0 +1,69 @@
+"""Window plan and blend weights.
+
+Windows of ``size`` px step by ``size - overlap``; the last row and column are clamped inside
+the image so every window is full-size (or the whole image when it is smaller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from rasterio.windows import Window
+
+
+def offsets(length: int, size: int, overlap: int) -> list[int]:
+    """Start offsets along one axis: regular steps, the last one clamped to ``length - size``."""
+    if size <= overlap:
+        raise ValueError(f"window size {size} must exceed the overlap {overlap}")
+    if length <= size:
+        return [0]
+    step = size - overlap
+    starts = list(range(0, length - size, step))
+    starts.append(length - size)
+    return starts
+
+
+def plan_windows(shape: tuple[int, int], size: int = 512, overlap: int = 128) -> list[Window]:
+    """All windows over a grid of ``shape`` (rows, cols), in row-major order."""
+    h, w = shape
+    rows = offsets(h, size, overlap)
+    cols = offsets(w, size, overlap)
+    return [Window(c, r, min(size, w), min(size, h)) for r in rows for c in cols]
+
+
+def keep_windows(
+    windows: Iterable[Window], coarse_valid: np.ndarray, factor: float
+) -> list[Window]:
+    """Drop windows whose footprint on a coarse valid mask (1 px = ``factor`` px) has no valid pixel.
+
+    The footprint is grown by one coarse pixel so a window is never dropped by rounding.
+    """
+    kept = []
+    ch, cw = coarse_valid.shape
+    for win in windows:
+        r0 = max(0, int(win.row_off // factor) - 1)
+        c0 = max(0, int(win.col_off // factor) - 1)
+        r1 = min(ch, int(-(-(win.row_off + win.height) // factor)) + 1)
+        c1 = min(cw, int(-(-(win.col_off + win.width) // factor)) + 1)
+        if coarse_valid[r0:r1, c0:c1].any():
+            kept.append(win)
+    return kept
+
+
+def blend_weights(height: int, width: int, overlap: int) -> np.ndarray:
+    """A cosine taper: 1 in the middle, falling smoothly over ``overlap`` px towards each edge.
+
+    Never exactly 0, so a pixel seen by a single window (image edges) keeps its prediction.
+    """
+    def ramp(n: int) -> np.ndarray:
+        r = np.ones(n, dtype=np.float32)
+        k = min(overlap, n // 2)
+        if k > 0:
+            t = (np.arange(k, dtype=np.float32) + 0.5) / k
+            taper = 0.5 - 0.5 * np.cos(np.pi * t)
+            r[:k] = taper
+            r[n - k :] = taper[::-1]
+        return np.maximum(r, 1e-3)
+
+    return np.outer(ramp(height), ramp(width)).astype(np.float32)

@@ -1,0 +1,182 @@
+"""Write the mask (and optional probabilities) as Cloud Optimized GeoTIFFs, plus a sidecar JSON.
+
+Strips arrive top to bottom. They are gathered into whole rows of 512-px tiles and written
+once each to a tiled temporary GeoTIFF beside the output; at the end GDAL's COG driver adds
+``mode``-resampled overviews and lays the file out as a COG under a second temporary name,
+which is renamed onto the final name. A crash or Ctrl-C never leaves a file under the final
+name, and `abort` removes the temporaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import RasterioError
+
+from cloudmask_cli.classes import CLASSES, NODATA, colormap, style_names
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.scene import Grid
+
+BLOCK = 512
+
+
+def sidecar_path(output: Path) -> Path:
+    return output.with_name(output.name + ".json")
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Refuse an existing output (and its sidecar) unless ``overwrite``; the folder must exist."""
+    if not path.parent.is_dir():
+        raise InputError(path, f"output folder {path.parent} does not exist")
+    if not overwrite:
+        for p in (path, sidecar_path(path)):
+            if p.exists():
+                raise InputError(p, "already exists (use --overwrite to replace it)")
+
+
+def _tmp(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}.tif")
+
+
+class _RasterSink:
+    """One temporary tiled GeoTIFF fed by row strips, finished as a COG."""
+
+    def __init__(self, path: Path, grid: Grid, count: int, tags: dict[str, str]) -> None:
+        self.path = path
+        self.raw = _tmp(path, "raw")
+        self.cog = _tmp(path, "cog")
+        self.grid = grid
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.next_row = 0
+        self.ds = rasterio.open(
+            self.raw,
+            "w",
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=count,
+            dtype="uint8",
+            crs=grid.crs,
+            transform=grid.transform,
+            nodata=NODATA,
+            tiled=True,
+            blockxsize=BLOCK,
+            blockysize=BLOCK,
+            compress="ZSTD",
+            zstd_level=1,
+            BIGTIFF="IF_SAFER",
+        )
+        self.ds.update_tags(**tags)
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows ``(count, n, W)``; whole tile rows are written as soon as they are full."""
+        self.pending.append(rows)
+        self.pending_rows += rows.shape[1]
+        while self.pending_rows >= BLOCK or (
+            self.pending_rows and self.next_row + self.pending_rows >= self.grid.height
+        ):
+            block = np.concatenate(self.pending, axis=1)
+            n = min(BLOCK, block.shape[1])
+            window = rasterio.windows.Window(0, self.next_row, self.grid.width, n)
+            self.ds.write(block[:, :n], window=window)
+            self.next_row += n
+            rest = block[:, n:]
+            self.pending = [rest] if rest.shape[1] else []
+            self.pending_rows = rest.shape[1]
+
+    def finish(self, resampling: str) -> None:
+        if self.next_row != self.grid.height:
+            raise RuntimeError(f"{self.path}: {self.next_row} of {self.grid.height} rows written")
+        self.ds.close()
+        rasterio.shutil.copy(
+            self.raw,
+            self.cog,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            BLOCKSIZE=BLOCK,
+            OVERVIEW_RESAMPLING=resampling,
+            BIGTIFF="IF_SAFER",
+            NUM_THREADS="ALL_CPUS",
+        )
+        self.raw.unlink()
+        os.replace(self.cog, self.path)
+
+    def abort(self) -> None:
+        if not self.ds.closed:
+            self.ds.close()
+        for p in (self.raw, self.cog):
+            p.unlink(missing_ok=True)
+
+
+class MaskWriter:
+    """The class raster, the optional probability raster, and the sidecar JSON."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: Grid,
+        style: str,
+        probabilities: Path | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.style = style
+        check_output(self.path, overwrite)
+        if probabilities is not None:
+            check_output(Path(probabilities), overwrite)
+        names = style_names(style)
+        tags = {
+            "CLOUDMASK_STYLE": style,
+            "CLOUDMASK_CLASSES": json.dumps({str(k): v for k, v in names.items()}),
+        }
+        try:
+            self.mask = _RasterSink(self.path, grid, 1, tags)
+            self.mask.ds.write_colormap(1, colormap(style))
+            self.mask.ds.set_band_description(
+                1, f"cloudmask {style}: " + ", ".join(f"{k}={v}" for k, v in names.items())
+            )
+            self.probs = None
+            if probabilities is not None:
+                self.probs = _RasterSink(
+                    Path(probabilities), grid, len(CLASSES), {"CLOUDMASK_SCALE": "probability = value / 254; 255 = no data"}
+                )
+                for i, name in enumerate(CLASSES, start=1):
+                    self.probs.ds.set_band_description(i, f"probability of {name} (value / 254)")
+        except RasterioError as exc:
+            raise InputError(self.path, f"cannot write ({exc})") from None
+
+    def write(self, codes: np.ndarray, probs: np.ndarray | None = None) -> None:
+        """Append rows: class codes ``(n, W)`` and, if asked for, probabilities ``(7, n, W)``."""
+        self.mask.write(codes[None])
+        if self.probs is not None and probs is not None:
+            scaled = np.rint(np.clip(probs, 0, 1) * 254).astype(np.uint8)
+            scaled[:, codes == NODATA] = NODATA
+            self.probs.write(scaled)
+
+    def finish(self, sidecar: dict[str, Any]) -> None:
+        self.mask.finish("MODE")
+        if self.probs is not None:
+            self.probs.finish("AVERAGE")
+        side = sidecar_path(self.path)
+        tmp = side.with_name(f".{side.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(sidecar, indent=2, default=str))
+        os.replace(tmp, side)
+
+    def abort(self) -> None:
+        self.mask.abort()
+        if self.probs is not None:
+            self.probs.abort()
+
+    def __enter__(self) -> MaskWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()

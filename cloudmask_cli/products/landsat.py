@@ -1,0 +1,357 @@
+"""Landsat 5/7/8/9 Level-1 products (Collection 2, 1 and pre-collection), folder or ``.tar``.
+
+The MTL (``*_MTL.txt``, ``.xml`` or ``.json``: any one is enough) names every band file and
+holds the radiometry; the band GeoTIFFs give the grid. A ``.tar`` is read in place: the MTL
+through `tarfile`, the rasters through GDAL ``/vsitar/`` paths; nothing is extracted.
+
+Physical values (USGS Landsat Level-1 product guide):
+
+- reflective bands: TOA reflectance ``(REFLECTANCE_MULT_BAND_n * DN + REFLECTANCE_ADD_BAND_n)
+  / sin(SUN_ELEVATION)`` (scene-centre sun elevation, as USGS prescribes);
+- thermal bands: radiance ``RADIANCE_MULT * DN + RADIANCE_ADD``, then brightness temperature
+  ``K2 / ln(K1 / L + 1)`` in kelvin.
+
+Invalid pixels: DN 0 (fill) in every band; bit 0 (fill) of QA_PIXEL (Collection 2) or BQA
+(Collection 1, "designated fill") for the whole scene; for Landsat 7 SLC-off products, each
+band's gap mask ``*_GM_<band>.TIF``, where 0 marks a scan gap (or fill) and 1 valid data.
+
+Level-2 products (L2SP) are refused: their surface reflectance and temperature are other
+quantities than the TOA values the model is trained on.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.products.mtl import (
+    MTL,
+    MTL_SUFFIXES,
+    ROOT_GROUPS,
+    decode,
+    looks_like_mtl,
+    parse_mtl,
+)
+from cloudmask_cli.scene import BandSource, Mask, Radiometry, Scene
+from cloudmask_cli.sensors import Band, Sensor, get_sensor
+
+# MTL SPACECRAFT_ID -> bundled sensor definition.
+SENSORS = {
+    "LANDSAT_5": "landsat5_tm",
+    "LANDSAT_7": "landsat7_etm",
+    "LANDSAT_8": "landsat8_oli_tirs",
+    "LANDSAT_9": "landsat9_oli2_tirs2",
+}
+GAP_VALUE = 0  # in *_GM_*.TIF: 0 = scan gap or fill, 1 = valid (checked on a real LE07 product)
+QA_FILL_BIT = 1  # bit 0 of QA_PIXEL / BQA
+_HEAD = 4096  # bytes read to recognise an MTL
+
+
+# -- product files: a folder or a tar, seen the same way -------------------------------------
+@dataclass(frozen=True)
+class _Files:
+    """A product's files by base name: GDAL path, size in bytes, and tar member name."""
+
+    root: Path
+    paths: dict[str, str]
+    sizes: dict[str, int]
+    members: dict[str, str] | None = None  # None for a folder
+
+    def where(self, name: str) -> str:
+        """The name for messages: the file, or ``archive.tar:member``."""
+        return f"{self.root}:{name}" if self.members is not None else str(self.root / name)
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        """A file's bytes (the first ``limit`` only, if given); a tar member is read in memory."""
+        if self.members is None:
+            with builtins.open(self.root / name, "rb") as fh:
+                return fh.read(limit if limit is not None else -1)
+        with tarfile.open(self.root, "r:") as tf:
+            member = tf.extractfile(self.members[name])
+            if member is None:
+                raise InputError(self.where(name), "not a regular file in the archive")
+            return member.read(limit if limit is not None else -1)
+
+
+def _list_folder(path: Path) -> _Files:
+    paths, sizes = {}, {}
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file():
+                paths[entry.name] = entry.path
+                sizes[entry.name] = entry.stat().st_size
+    return _Files(path, paths, sizes)
+
+
+def _list_tar(path: Path) -> _Files:
+    try:
+        # Plain tar only, as USGS delivers Collection 2: a compressed tar cannot be read in place.
+        with tarfile.open(path, "r:") as tf:
+            found = [m for m in tf.getmembers() if m.isfile()]
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(path, f"not a readable tar archive ({exc})") from None
+    base = f"/vsitar/{path.resolve()}"
+    paths = {Path(m.name).name: f"{base}/{m.name}" for m in found}
+    sizes = {Path(m.name).name: m.size for m in found}
+    members = {Path(m.name).name: m.name for m in found}
+    return _Files(path, paths, sizes, members)
+
+
+def _list(path: Path) -> _Files:
+    return _list_folder(path) if path.is_dir() else _list_tar(path)
+
+
+def _is_tar(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(".tar")
+
+
+def _mtl_names(files: _Files) -> list[str]:
+    """MTL file names, txt before xml before json."""
+    return [n for suffix in MTL_SUFFIXES for n in sorted(files.paths) if n.endswith(suffix)]
+
+
+# -- detection ---------------------------------------------------------------------------
+def identify(path: Path) -> bool:
+    """A folder or ``.tar`` holding an ``*_MTL.txt|xml|json`` whose content is a Landsat MTL."""
+    path = Path(path)
+    if not (path.is_dir() or _is_tar(path)):
+        return False
+    try:
+        files = _list(path)
+        return any(looks_like_mtl(files.read(n, _HEAD)) for n in _mtl_names(files))
+    except (InputError, OSError, tarfile.TarError):
+        return False
+
+
+# -- opening -----------------------------------------------------------------------------
+def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - reader protocol
+    """A Landsat Level-1 product (folder or ``.tar``) as a `Scene` of TOA values.
+
+    With ``sensor`` (an override) every band it defines must be in the product; with the
+    bundled definition, bands the MTL does not list (e.g. no TIRS in an OLI-only product)
+    are left out.
+    """
+    path = Path(path)
+    if not (path.is_dir() or _is_tar(path)):
+        raise InputError(path, "not a Landsat product (expected a product folder or a .tar)")
+    files = _list(path)
+    mtl = _read_mtl(files)
+    _check_level(mtl)
+    sens = sensor if sensor is not None else _sensor_for(mtl)
+    qa = _qa_mask(files, mtl)
+    found = [_band_source(files, mtl, b, strict=sensor is not None) for b in sens.bands]
+    bands = [f for f in found if f is not None]
+    if not bands:
+        raise InputError(
+            mtl.path, f"lists none of the {sens.name} band files (FILE_NAME_BAND_n keys)"
+        )
+    crs, bounds = _grid(bands)
+    return Scene(
+        sensor=sens,
+        bands=[source for source, _ in bands],
+        crs=crs,
+        bounds=bounds,
+        masks=[qa] if qa is not None else [],
+        product=str(path),
+        product_type=_product_type(mtl, sens),
+        metadata=mtl.summary(),
+    )
+
+
+def _read_mtl(files: _Files) -> MTL:
+    names = _mtl_names(files)
+    if not names:
+        raise InputError(files.root, "not a Landsat product: no *_MTL.txt, *_MTL.xml or *_MTL.json")
+    stems = {n.rsplit("_MTL.", 1)[0] for n in names}
+    if len(stems) > 1:
+        raise InputError(files.root, f"holds several Landsat products: {', '.join(sorted(stems))}")
+    name = names[0]
+    where = files.where(name)
+    mtl = parse_mtl(decode(files.read(name), where), where)
+    if mtl.get("SPACECRAFT_ID") is None and not any(g in mtl.groups for g in ROOT_GROUPS):
+        raise InputError(where, "not a Landsat MTL (no LANDSAT_METADATA_FILE group)")
+    return mtl
+
+
+def _check_level(mtl: MTL) -> None:
+    if mtl.is_level2:
+        raise InputError(
+            mtl.path,
+            f"{mtl.level} is a Level-2 (surface reflectance) product; cloudmask reads Level-1 "
+            "top-of-atmosphere products (L1TP, L1GT, L1GS) of the same scene",
+        )
+
+
+def _sensor_for(mtl: MTL) -> Sensor:
+    spacecraft = mtl.spacecraft.upper()
+    if spacecraft not in SENSORS:
+        raise InputError(
+            mtl.path,
+            f"SPACECRAFT_ID {spacecraft} is not supported (supported: {', '.join(SENSORS)})",
+        )
+    return get_sensor(SENSORS[spacecraft])
+
+
+def _sun_divisor(mtl: MTL) -> float:
+    elevation = mtl.sun_elevation
+    if not 0 < elevation <= 90:
+        raise InputError(
+            mtl.path, f"SUN_ELEVATION = {elevation}: the sun is below the horizon, no reflectance"
+        )
+    return math.sin(math.radians(elevation))
+
+
+def _mtl_key(band: Band) -> str:
+    """YAML ``source`` (file suffix "B6_VCID_1") -> MTL band key ("6_VCID_1")."""
+    source = band.source or band.name
+    return source[1:] if source[:1].upper() == "B" else source
+
+
+@dataclass(frozen=True)
+class _Header:
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    resolution: float
+
+
+def _band_source(
+    files: _Files, mtl: MTL, band: Band, strict: bool
+) -> tuple[BandSource, _Header] | None:
+    key = _mtl_key(band)
+    name = mtl.band_file(key)
+    if name is None:
+        if strict:
+            raise InputError(mtl.path, f"band {band.name}: no FILE_NAME_BAND_{key} in the MTL")
+        return None
+    gdal_path = _raster(files, name, "band file")
+    header = _check_raster(files, name)
+    source = BandSource(
+        band=band,
+        path=gdal_path,
+        radiometry=radiometry(mtl, band),
+        nodata=(0,),
+        masks=_gap_masks(files, mtl, band),
+        resolution=header.resolution,  # the file's, not the YAML's: products may be resampled
+    )
+    return source, header
+
+
+def _raster(files: _Files, name: str, what: str) -> str:
+    if name not in files.paths:
+        raise InputError(files.where(name), f"{what} listed in the MTL is missing")
+    return files.paths[name]
+
+
+def _check_raster(files: _Files, name: str) -> _Header:
+    """Read the header (never the pixels). Unreadable and truncated files fail here."""
+    try:
+        with rasterio.open(files.paths[name]) as ds:
+            if ds.crs is None:
+                raise InputError(files.where(name), "has no CRS")
+            header = _Header(ds.crs, tuple(ds.bounds), abs(ds.transform.a))
+            end = _last_block_end(ds)
+    except RasterioError as exc:
+        raise InputError(files.where(name), f"cannot read raster ({_short(exc)})") from None
+    if end is not None and end > files.sizes[name]:
+        raise InputError(
+            files.where(name),
+            f"truncated: {files.sizes[name]} bytes, but its image data runs to byte {end}",
+        )
+    return header
+
+
+def _last_block_end(ds: rasterio.io.DatasetReader) -> int | None:
+    """End (offset + size) of the last full-resolution TIFF block, when GDAL reports it."""
+    if ds.driver != "GTiff":
+        return None
+    bw, bh = ds.block_shapes[0][1], ds.block_shapes[0][0]
+    nx, ny = -(-ds.width // bw), -(-ds.height // bh)
+    offset = ds.get_tag_item(f"BLOCK_OFFSET_{nx - 1}_{ny - 1}", "TIFF", bidx=1)
+    size = ds.get_tag_item(f"BLOCK_SIZE_{nx - 1}_{ny - 1}", "TIFF", bidx=1)
+    if offset is None or size is None:
+        return None
+    return int(offset) + int(size)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+def radiometry(mtl: MTL, band: Band) -> Radiometry:
+    """DN -> TOA reflectance or brightness temperature (K) of ``band``, from the MTL.
+
+    The YAML ``source`` names the MTL keys ("B6_VCID_1" -> ``*_BAND_6_VCID_1``); a band
+    with numeric ``scale``/``offset`` (a user's sensor YAML) keeps them.
+    """
+    key = _mtl_key(band)
+    if band.scale != "metadata" and band.offset != "metadata":
+        return Radiometry(scale=float(band.scale), offset=float(band.offset))  # user's numbers
+    if band.type == "brightness_temperature":
+        mult, add = mtl.radiance(key)
+        k1, k2 = mtl.thermal(key)
+        return Radiometry(
+            scale=mult,
+            offset=add,
+            k1=k1,
+            k2=k2,
+            formula=f"K2 / ln(K1 / (RADIANCE_MULT_BAND_{key} * DN + RADIANCE_ADD_BAND_{key}) + 1)",
+        )
+    if band.type != "reflectance":
+        raise InputError(mtl.path, f"band {band.name}: Landsat has no {band.type} band")
+    mult, add = mtl.reflectance(key)
+    return Radiometry(
+        scale=mult,
+        offset=add,
+        divisor=_sun_divisor(mtl),
+        formula=f"(REFLECTANCE_MULT_BAND_{key} * DN + REFLECTANCE_ADD_BAND_{key})"
+        " / sin(SUN_ELEVATION)",
+    )
+
+
+def _qa_mask(files: _Files, mtl: MTL) -> Mask | None:
+    name = mtl.qa_file()
+    if name is None:
+        return None
+    gdal_path = _raster(files, name, "QA band")
+    _check_raster(files, name)
+    label = "QA_PIXEL" if "QA_PIXEL" in name.upper() else "BQA"
+    return Mask(path=gdal_path, invalid_bits=QA_FILL_BIT, name=f"{label} fill (bit 0)")
+
+
+def _gap_masks(files: _Files, mtl: MTL, band: Band) -> tuple[Mask, ...]:
+    """Landsat 7 SLC-off gap mask of this band, when the product has one."""
+    source = band.source or band.name
+    name = f"{mtl.product_id}_GM_{source}.TIF"
+    if name not in files.paths:
+        return ()
+    _check_raster(files, name)
+    return (Mask(path=files.paths[name], invalid_values=(GAP_VALUE,), name="SLC-off gap mask"),)
+
+
+def _grid(bands: list[tuple[BandSource, _Header]]) -> tuple[CRS, tuple[float, float, float, float]]:
+    """CRS and bounds of the product: those of its first multispectral band."""
+    _, ref = next(
+        ((s, h) for s, h in bands if s.band.type == "reflectance" and not s.band.panchromatic),
+        bands[0],
+    )
+    for source, header in bands:
+        if header.crs != ref.crs:
+            raise InputError(source.path, f"CRS {header.crs} differs from the product's {ref.crs}")
+    return ref.crs, ref.bounds
+
+
+def _product_type(mtl: MTL, sensor: Sensor) -> str:
+    collection = f"Collection {mtl.collection}" if mtl.collection else "pre-collection"
+    return f"{sensor.title} {collection} {mtl.level}"
+
+
+__all__ = ["SENSORS", "identify", "open", "radiometry"]

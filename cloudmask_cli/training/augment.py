@@ -1,0 +1,78 @@
+"""Per-sample randomness of training: band subsets and geometric / radiometric augmentation.
+
+Every draw comes from the numpy ``Generator`` the dataset passes in (seeded per draw), so a
+sample's crop, bands and augmentation are reproducible and independent of worker scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cloudmask_cli.sensors import Band
+
+OPTICAL = ("reflectance", "brightness_temperature")
+
+
+@dataclass(frozen=True)
+class BandSampling:
+    """Random band subsets so the model never relies on one band set (paper IV)."""
+
+    enabled: bool = True
+    min_bands: int = 1  # fewest optical bands kept
+    keep_all: float = 0.25  # probability of keeping every optical band
+    sar_dropout: float = 0.5  # probability of dropping the SAR bands (when a sample has them)
+    dem_dropout: float = 0.5  # probability of dropping the DEM
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    flips: bool = True
+    rotations: bool = True  # multiples of 90 degrees
+    brightness: float = 0.0  # reflectance bands scaled by a factor in [1 - b, 1 + b]
+
+
+def choose_bands(bands: Sequence[Band], rng: np.random.Generator, cfg: BandSampling) -> list[int]:
+    """Indices of the bands to feed (sorted); at least one band, at least one optical if any."""
+    if not cfg.enabled:
+        return list(range(len(bands)))
+    optical = [i for i, b in enumerate(bands) if b.type in OPTICAL]
+    sar = [i for i, b in enumerate(bands) if b.type.startswith("sar_")]
+    dem = [i for i, b in enumerate(bands) if b.type == "dem"]
+    chosen: list[int] = []
+    if optical:
+        keep_all = rng.random() < cfg.keep_all
+        k = int(rng.integers(min(max(cfg.min_bands, 1), len(optical)), len(optical) + 1))
+        picked = rng.permutation(optical)[:k]
+        chosen += optical if keep_all else [int(i) for i in picked]
+    if sar and not rng.random() < cfg.sar_dropout:
+        chosen += sar
+    if dem and not rng.random() < cfg.dem_dropout:
+        chosen += dem
+    return sorted(chosen) or list(range(len(bands)))
+
+
+def augment(
+    x: np.ndarray,
+    bits: np.ndarray,
+    bands: Sequence[Band],
+    rng: np.random.Generator,
+    cfg: Augmentation,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip / rotate image ``[k, h, w]`` and label bits ``[h, w]`` together; scale reflectance."""
+    flip_h, flip_v = rng.random() < 0.5, rng.random() < 0.5
+    turns = int(rng.integers(0, 4))
+    factor = rng.uniform(1.0 - cfg.brightness, 1.0 + cfg.brightness)
+    if cfg.flips and flip_h:
+        x, bits = x[:, :, ::-1], bits[:, ::-1]
+    if cfg.flips and flip_v:
+        x, bits = x[:, ::-1, :], bits[::-1, :]
+    if cfg.rotations and turns:
+        x, bits = np.rot90(x, turns, axes=(1, 2)), np.rot90(bits, turns)
+    x = np.ascontiguousarray(x)
+    if cfg.brightness > 0:
+        refl = [i for i, b in enumerate(bands) if b.type == "reflectance"]
+        x[refl] *= np.float32(factor)
+    return x, np.ascontiguousarray(bits)

@@ -1,0 +1,150 @@
+"""The training configuration (YAML): datasets and their weights, model, recipe, output.
+
+Every section has defaults (the paper's recipe, IV-B); unknown keys are errors naming the file,
+so a typo never silently falls back to a default. See ``examples/train-tiny.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.training.augment import Augmentation, BandSampling
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: where, in which layout (``kind``), its sampling weight and its splits."""
+
+    path: str
+    kind: str = "training"
+    name: str = ""
+    weight: float = 1.0
+    train: str | None = "train"  # split used for training (None: the whole dataset)
+    val: str | None = "val"  # held-out split validated each epoch (None: not validated)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """AdamW with a linear warm-up, then lower rates on validation plateaus (paper IV-B)."""
+
+    lr: float = 1e-4
+    warmup_start: float = 5e-6
+    warmup_steps: int = 1000
+    weight_decay: float = 1e-4
+    plateau_lrs: tuple[float, ...] = (2e-5, 5e-6)
+    patience: int = 2  # epochs without a better validation loss before the next rate
+    grad_clip: float | None = 1.0
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    cross_entropy: float = 1.0  # ambiguous cross-entropy (paper eq. 6)
+    recovery: float = 1.0  # band-recovery MSE (paper IV-B)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    datasets: tuple[DatasetSpec, ...]
+    model: dict[str, Any] = field(default_factory=lambda: {"segformer": "b0"})
+    crop: int = 256
+    batch_size: int = 8
+    epochs: int = 50
+    steps_per_epoch: int = 1000
+    val_batch_size: int = 8
+    val_max_batches: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16/fp16 autocast on CUDA only
+    workers: int = 0
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    out: str = "runs/cloudmask"
+    log_every: int = 10
+    checkpoint_every: int | None = None  # also save the training state every N steps
+    checkpoint_dtype: str = "float32"
+    bands: BandSampling = BandSampling()
+    augment: Augmentation = Augmentation()
+    loss: LossWeights = LossWeights()
+    optimiser: Optimiser = Optimiser()
+    path: str = ""  # the YAML it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["datasets"] = [asdict(s) for s in self.datasets]
+        d["optimiser"]["plateau_lrs"] = list(self.optimiser.plateau_lrs)
+        d.pop("path")
+        return d
+
+
+def _build(cls: type, raw: Any, where: str, path: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise InputError(path, f"{where} must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(path, f"unknown key(s) {unknown} in {where} (known: {sorted(known)})")
+    kwargs = dict(raw)
+    if cls is Optimiser and "plateau_lrs" in kwargs:
+        kwargs["plateau_lrs"] = tuple(float(v) for v in kwargs["plateau_lrs"])
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise InputError(path, f"{where}: {exc}") from None
+
+
+def parse_config(data: Any, path: str = "<config>", base: Path | None = None) -> TrainConfig:
+    """Validate a parsed YAML training config; dataset paths are relative to ``base``."""
+    if not isinstance(data, dict):
+        raise InputError(path, "a training config is a mapping (see examples/train-tiny.yaml)")
+    raw_sets = data.get("datasets")
+    if not isinstance(raw_sets, list) or not raw_sets:
+        raise InputError(path, "'datasets' must list at least one dataset")
+    sets = []
+    for i, raw in enumerate(raw_sets):
+        spec = _build(DatasetSpec, raw, f"datasets[{i}]", path)
+        p = Path(spec.path).expanduser()
+        if base is not None and not p.is_absolute():
+            p = base / p
+        sets.append(DatasetSpec(**{**asdict(spec), "path": str(p), "name": spec.name or f"{spec.kind}{i}"}))
+    nested = {"bands": BandSampling, "augment": Augmentation, "loss": LossWeights, "optimiser": Optimiser}
+    top = {f.name for f in fields(TrainConfig)} - {"path", "datasets"}
+    unknown = sorted(set(data) - top - {"datasets"})
+    if unknown:
+        raise InputError(path, f"unknown key(s) {unknown} (known: {sorted(top | {'datasets'})})")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "datasets":
+            continue
+        kwargs[key] = _build(nested[key], value, key, path) if key in nested else value
+    if "model" in kwargs and not isinstance(kwargs["model"], dict):
+        raise InputError(path, "model must be a mapping of architecture keys (e.g. segformer: b0)")
+    try:
+        cfg = TrainConfig(datasets=tuple(sets), path=path, **kwargs)
+    except TypeError as exc:
+        raise InputError(path, str(exc)) from None
+    for name in ("crop", "batch_size", "epochs", "steps_per_epoch", "val_batch_size"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise InputError(path, f"{name} must be a positive integer, got {value!r}")
+    if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):
+        raise InputError(path, "checkpoint_dtype must be float32, float16 or bfloat16")
+    return cfg
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "training config not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise InputError(path, "not valid YAML") from None
+    return parse_config(data, str(path), path.parent)

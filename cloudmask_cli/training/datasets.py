@@ -1,0 +1,169 @@
+"""Torch datasets over `RawSample` lists: random training crops, tiled validation, padding collate.
+
+Items are dicts: ``x`` float32 ``[k, crop, crop]`` (physical values, NaN invalid),
+``descriptors`` ``[k, 74]``, ``possible`` bool ``[7, crop, crop]`` (partial labels; all False =
+unlabelled, e.g. padding). Pixels where every fed band is invalid are labelled ``no_data``.
+`collate` pads the band axis to the batch's largest ``k`` and adds ``band_mask``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from cloudmask_cli.descriptors import LENGTH
+from cloudmask_cli.training.adapters.common import tiles
+from cloudmask_cli.training.augment import Augmentation, BandSampling, augment, choose_bands
+from cloudmask_cli.training.labels import NO_DATA_BITS, load_scheme, possible_from_bits
+from cloudmask_cli.training.sample import Box, RawSample
+
+Key = tuple[int, int]  # (draw number, sample index): the draw seeds the randomness
+
+
+def _item(sample: RawSample, box: Box, band_idx: list[int], crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read a window, turn labels into class bits, pad to ``crop`` (NaN, unlabelled)."""
+    x, label = sample.read(box, band_idx)
+    bits = load_scheme(sample.scheme).bits(label, sample.id)
+    bits[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
+    h, w = bits.shape
+    if (h, w) != (crop, crop):
+        xp = np.full((x.shape[0], crop, crop), np.nan, dtype=np.float32)
+        bp = np.zeros((crop, crop), dtype=np.uint8)
+        xp[:, :h, :w], bp[:h, :w] = x, bits
+        x, bits = xp, bp
+    return x, bits
+
+
+def _pack(sample: RawSample, band_idx: list[int], x: np.ndarray, bits: np.ndarray) -> dict:
+    desc = np.stack([sample.bands[i].descriptor for i in band_idx]).astype(np.float32)
+    return {
+        "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+        "descriptors": torch.from_numpy(desc),
+        "possible": torch.from_numpy(possible_from_bits(bits)),
+    }
+
+
+class TrainingDataset(Dataset):
+    """Random crops of samples with random band subsets and augmentation.
+
+    Indexed by ``(draw, sample_index)`` keys (see `MixedSampler`): the generator seeded with
+    ``(seed, draw)`` decides the crop, the bands and the augmentation.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[RawSample],
+        crop: int,
+        bands: BandSampling = BandSampling(),
+        aug: Augmentation = Augmentation(),
+        seed: int = 0,
+    ) -> None:
+        self.samples = list(samples)
+        self.crop = crop
+        self.bands = bands
+        self.aug = aug
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: Key) -> dict:
+        draw, index = key
+        rng = np.random.default_rng([self.seed, 0x5EED, draw])
+        sample = self.samples[index]
+        h, w = sample.shape
+        r = int(rng.integers(0, max(h - self.crop, 0) + 1))
+        c = int(rng.integers(0, max(w - self.crop, 0) + 1))
+        box = (r, c, min(self.crop, h), min(self.crop, w))
+        band_idx = choose_bands(sample.bands, rng, self.bands)
+        x, bits = _item(sample, box, band_idx, self.crop)
+        x, bits = augment(x, bits, [sample.bands[i] for i in band_idx], rng, self.aug)
+        return _pack(sample, band_idx, x, bits)
+
+
+class MixedSampler(Sampler[Key]):
+    """Draws ``draws_per_epoch`` keys per epoch: a dataset with probability proportional to its
+    weight, then a sample of it uniformly. Deterministic in ``(seed, epoch)``; with several
+    processes (DDP) each rank takes every ``world``-th draw; ``start`` skips this rank's first
+    draws (mid-epoch resume)."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        draws_per_epoch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if len(sizes) != len(weights) or not sizes:
+            raise ValueError("one weight per dataset is needed")
+        if any(n <= 0 for n in sizes):
+            raise ValueError("every dataset needs at least one sample")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("dataset weights must be >= 0 with a positive sum")
+        self.sizes = list(sizes)
+        self.p = w / w.sum()
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.draws = draws_per_epoch
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def keys(self, epoch: int) -> list[Key]:
+        rng = np.random.default_rng([self.seed, 0xD1CE, epoch])
+        which = rng.choice(len(self.sizes), size=self.draws, p=self.p)
+        local = np.floor(rng.random(self.draws) * np.asarray(self.sizes)[which]).astype(np.int64)
+        index = self.offsets[which] + local
+        base = epoch * self.draws
+        return [(base + i, int(index[i])) for i in range(self.draws)][self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.keys(self.epoch)[self.start :])
+
+    def __len__(self) -> int:
+        return len(self.keys(self.epoch)) - self.start
+
+
+class ValidationDataset(Dataset):
+    """Every sample tiled into ``crop``-pixel windows (last ones clamped), all bands, no
+    augmentation: the whole held-out set is scored."""
+
+    def __init__(self, samples: Sequence[RawSample], crop: int) -> None:
+        self.samples = list(samples)
+        self.crop = crop
+        self.items = [(i, box) for i, s in enumerate(self.samples) for box in tiles(s.shape, crop)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        i, box = self.items[index]
+        sample = self.samples[i]
+        band_idx = list(range(len(sample.bands)))
+        x, bits = _item(sample, box, band_idx, self.crop)
+        return _pack(sample, band_idx, x, bits)
+
+
+def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Stack items, padding the band axis (x NaN, descriptors 0) and marking real bands."""
+    n = max(it["x"].shape[0] for it in items)
+    b = len(items)
+    h, w = items[0]["x"].shape[1:]
+    x = torch.full((b, n, h, w), float("nan"), dtype=torch.float32)
+    desc = torch.zeros((b, n, LENGTH), dtype=torch.float32)
+    mask = torch.zeros((b, n), dtype=torch.bool)
+    for j, it in enumerate(items):
+        k = it["x"].shape[0]
+        x[j, :k] = it["x"]
+        desc[j, :k] = it["descriptors"]
+        mask[j, :k] = True
+    possible = torch.stack([it["possible"] for it in items])
+    return {"x": x, "descriptors": desc, "band_mask": mask, "possible": possible}

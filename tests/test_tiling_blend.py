@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+from rasterio.windows import Window
+
+from cloudmask_cli.classes import CLASSES, NODATA, STYLES, fold
+from cloudmask_cli.inference.blender import StripBlender
+from cloudmask_cli.inference.tiling import blend_weights, keep_windows, offsets, plan_windows
+
+
+@pytest.mark.parametrize("length", [1, 100, 512, 513, 900, 1000, 1830, 10980])
+def test_offsets_cover_and_clamp(length):
+    starts = offsets(length, 512, 128)
+    size = min(512, length)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        assert 0 <= s and s + size <= length
+        covered[s : s + size] = True
+    assert covered.all()
+    assert starts == sorted(set(starts))
+
+
+def test_plan_windows_row_major_and_small_scene():
+    wins = plan_windows((300, 200), 512, 128)
+    assert wins == [Window(0, 0, 200, 300)]
+    wins = plan_windows((1000, 1200), 512, 128)
+    rows = [w.row_off for w in wins]
+    assert rows == sorted(rows)
+    assert {(w.width, w.height) for w in wins} == {(512, 512)}
+
+
+def test_keep_windows_drops_windows_without_valid_pixels():
+    wins = plan_windows((2048, 2048), 512, 128)
+    coarse = np.zeros((64, 64), bool)
+    coarse[0:10, 0:10] = True  # valid only in the top-left corner
+    kept = keep_windows(wins, coarse, 32)
+    assert Window(0, 0, 512, 512) in kept
+    assert all(w.row_off < 512 and w.col_off < 512 for w in kept)
+
+
+def test_blend_weights_smooth_and_positive():
+    w = blend_weights(512, 512, 128)
+    assert w.min() > 0 and w.max() == pytest.approx(1.0)
+    assert np.all(w[256, 128:384] == 1.0)
+    assert np.abs(np.diff(w[256])).max() < 0.02
+
+
+def _run_blender(shape, window, overlap, fn):
+    blender = StripBlender(shape, len(CLASSES), window, overlap)
+    out = np.zeros((len(CLASSES), *shape), np.float32)
+    wins = plan_windows(shape, window, overlap)
+    for win in wins:
+        for first, probs, _ in blender.finish(int(win.row_off)):
+            out[:, first : first + probs.shape[1]] = probs
+        r, c = int(win.row_off), int(win.col_off)
+        p = fn(r, c, int(win.height), int(win.width))
+        blender.add(win, p, np.ones(p.shape[1:], bool))
+    for first, probs, _ in blender.finish(shape[0]):
+        out[:, first : first + probs.shape[1]] = probs
+    return out
+
+
+def test_uniform_predictions_blend_without_seams():
+    const = np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.15, 0.05], np.float32)[:, None, None]
+    out = _run_blender((1000, 900), 256, 64, lambda r, c, h, w: np.broadcast_to(const, (7, h, w)))
+    np.testing.assert_allclose(out, np.broadcast_to(const, out.shape), rtol=1e-5)
+
+
+def test_blended_equals_single_window_where_predictions_agree():
+    # A prediction that depends only on the absolute pixel position: blending must give it back.
+    yy, xx = np.mgrid[0:700, 0:650].astype(np.float32)
+    field = np.stack([np.sin(yy / 50) + 2, np.cos(xx / 40) + 2] + [np.ones_like(yy)] * 5)
+    field /= field.sum(0)
+    out = _run_blender((700, 650), 256, 96, lambda r, c, h, w: field[:, r : r + h, c : c + w])
+    np.testing.assert_allclose(out, field, rtol=1e-5)
+
+
+def test_blender_memory_is_one_window_high():
+    b = StripBlender((20000, 300), 7, 512, 128)
+    assert b.acc.shape == (7, 512, 300)
+
+
+def test_skipped_window_rows_come_out_empty():
+    b = StripBlender((2000, 100), 7, 512, 128)
+    strips = b.finish(1500)  # nothing was added: rows come out as no-data
+    assert sum(p.shape[1] for _, p, _ in strips) == 1500
+    assert all(not p.any() for _, p, _ in strips)
+
+
+def _probs(*weights):
+    p = np.zeros((7, 1, len(weights)), np.float32)
+    for i, w in enumerate(weights):
+        p[:, 0, i] = w
+    return p
+
+
+def test_fold_styles_sum_member_probabilities():
+    # land 0.3, water 0.3 vs thick 0.4: 7-class argmax says thick, but "clear" wins in 4class.
+    p = _probs([0.3, 0.3, 0, 0, 0.4, 0, 0])
+    assert fold(p, "7class")[0, 0] == 4
+    assert fold(p, "4class")[0, 0] == 0
+    assert fold(p, "cloud")[0, 0] == 0
+    assert fold(p, "valid")[0, 0] == 0
+    p = _probs([0.05, 0, 0, 0.3, 0.3, 0.35, 0])
+    assert fold(p, "7class")[0, 0] == 5
+    assert fold(p, "4class")[0, 0] == 3
+    assert fold(p, "cloud")[0, 0] == 1
+    assert fold(p, "valid")[0, 0] == 1
+
+
+def test_fold_every_code_and_nodata():
+    for style, groups in STYLES.items():
+        for code, _, members in groups:
+            p = np.zeros((7, 1, 1), np.float32)
+            p[CLASSES.index(members[0])] = 1
+            assert fold(p, style)[0, 0] == code
+        p = np.zeros((7, 1, 2), np.float32)
+        p[0] = 1
+        assert list(fold(p, style, valid=np.array([[True, False]]))[0]) == [0, NODATA]
+        nod = np.zeros((7, 1, 1), np.float32)
+        nod[6] = 1
+        assert fold(nod, style)[0, 0] == NODATA
+        assert fold(np.zeros((7, 1, 1), np.float32), style)[0, 0] == NODATA
