@@ -195,6 +195,74 @@ def run(
         )
 
 
+@app.command()
+def batch(
+    inputs: list[str] = typer.Argument(..., help="Products, glob patterns, or @list.txt files."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the masks and sidecars."),
+    pattern: str = typer.Option(
+        "{name}_cloudmask.tif", "--pattern", help="Output name; {name} = product name."
+    ),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes (one model each)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Dask scheduler address (tcp://host:port); needs cloudmask[dask]."
+    ),
+    skip_existing: bool = typer.Option(
+        True, "--skip-existing/--no-skip-existing", help="Skip products already complete."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every product."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Report file (.json or .csv)."),
+    sar: Optional[Path] = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF for every product."),
+    dem: Optional[Path] = typer.Option(None, "--dem", help="DEM GeoTIFF for every product."),
+    resolution: Optional[float] = typer.Option(None, "--resolution", help="Working grid (m)."),
+    style: str = typer.Option("7class", "--style", help="7class | 4class | cloud | valid"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Other model weights."),
+    sensor: Optional[str] = typer.Option(None, "--sensor", help="Sensor name or YAML."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per model call."),
+    overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
+    aoi: Optional[Path] = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),
+) -> None:
+    """Mask many products; a failed product is reported and the batch goes on."""
+    from cloudmask_cli.batch import expand_inputs, run_batch, write_report
+
+    _logging(quiet, False)
+    options = {
+        "sensor": sensor, "sar": str(sar) if sar else None, "dem": str(dem) if dem else None,
+        "resolution": resolution, "style": style, "weights": str(weights) if weights else None,
+        "device": device, "batch_size": batch_size, "overlap": overlap,
+        "aoi": str(aoi) if aoi else None,
+    }
+
+    def show(r: object) -> None:
+        if r.status == "failed":
+            err.print(f"cloudmask: failed: {r.product}: {r.error}", markup=False, highlight=False)
+        elif not quiet:
+            out.print(f"{r.status:8s} {r.product} ({r.seconds:.1f} s)", highlight=False)
+
+    try:
+        products = expand_inputs(inputs)
+        results = run_batch(
+            products, out_dir, options, pattern=pattern, workers=workers, scheduler=scheduler,
+            overwrite=overwrite or not skip_existing, on_result=show,
+        )
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    if report:
+        write_report(results, report)
+    failed = [r for r in results if r.status == "failed"]
+    if not quiet:
+        table = Table(title=f"{len(results)} products")
+        for col in ("product", "status", "seconds", "cloud", "error"):
+            table.add_column(col)
+        for r in results:
+            cloud = f"{r.cloud_fraction:.1%}" if r.cloud_fraction is not None else ""
+            table.add_row(Path(r.product).name, r.status, f"{r.seconds:.1f}", cloud, r.error)
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
 def _logging(quiet: bool, verbose: bool) -> None:
     import logging
 

@@ -335,12 +335,25 @@ def test_one_byte_placeholder_is_refused_before_any_decoding(products, tmp_path)
     one_line_error(err, str(victim), "1 byte")
 
 
-@pytest.mark.parametrize("band", ["B8A", "B02"])
-def test_truncated_jp2_is_refused(products, tmp_path, band):
-    """GDAL would decode a cut codestream without raising; the reader checks the JP2 boxes."""
+def codestream_to_end_of_file(data: bytes) -> bytes:
+    """Rewrite the jp2c box length as 0 ("runs to the end of the file"), as ESA's files have."""
+    offset = 0
+    while data[offset + 4 : offset + 8] != b"jp2c":
+        offset += int.from_bytes(data[offset : offset + 4], "big")
+    return data[:offset] + b"\x00\x00\x00\x00" + data[offset + 4 :]
+
+
+@pytest.mark.parametrize(("band", "esa_layout"), [("B8A", False), ("B02", False), ("B02", True)])
+def test_truncated_jp2_is_refused(products, tmp_path, band, esa_layout):
+    """GDAL would decode a cut codestream without raising; the reader checks the JP2 boxes and,
+    when the codestream box runs to the end of the file, its end-of-codestream marker."""
     product = copy_of(products(), tmp_path)
     (victim,) = product.glob(f"GRANULE/*/IMG_DATA/*_{band}.jp2")
     data = victim.read_bytes()
+    if esa_layout:
+        data = codestream_to_end_of_file(data)
+        victim.write_bytes(data)
+        s2.open(product)  # complete: still fine
     victim.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(InputError) as err:
         s2.open(product)
@@ -379,7 +392,7 @@ def test_zip_that_is_not_a_safe(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(InputError) as err:
         s2.open(broken)
-    one_line_error(err, broken.name)
+    one_line_error(err, broken.name, "not a readable zip")
 
 
 def test_band_file_off_the_tile_grid(products, tmp_path):
@@ -415,9 +428,11 @@ def test_demo_has_clouds_shadows_water_and_no_data(products):
     assert np.nanmax(full(quiet.select(["B10"]))) < 0.01
 
 
-def test_demo_rejects_impossible_requests(tmp_path):
+def test_demo_sizes_and_impossible_requests(tmp_path):
+    scene = s2.open(write_sentinel2(tmp_path, size_10m=100))  # rounded to whole 60 m pixels
+    assert scene.shape == (102, 102) and scene.with_resolution(60).shape == (17, 17)
     with pytest.raises(ValueError):
-        write_sentinel2(tmp_path, size_10m=100)  # not a multiple of 6
+        write_sentinel2(tmp_path, size_10m=5)
     with pytest.raises(ValueError):
         write_sentinel2(tmp_path, level="L2A", old_naming=True)
     with pytest.raises(ValueError):
@@ -507,7 +522,6 @@ def test_real_t56jmm_null_granule_folder_is_ignored(shared_data):
 
 @pytest.mark.realdata
 def test_real_products_identify(shared_data):
-    folder = shared_data / "products" / "sentinel2"
     for name in (T29UNU, T18LTM, T48LWP, T53JQJ, T56JMM):
         assert s2.identify(real(shared_data, name)), name
     assert not s2.identify(require(shared_data / "products" / "calibration-oracles"))

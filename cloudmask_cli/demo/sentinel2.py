@@ -85,16 +85,19 @@ def write_sentinel2(
 ) -> Path:
     """Write a demo Sentinel-2 product into the folder ``path``; returns the ``.SAFE`` or ``.zip``.
 
-    ``size_10m`` is the width and height in 10 m pixels (a multiple of 6, so 20 m and 60 m bands
-    line up). ``with_offsets=False`` leaves the 04.00+ DN offsets out of the metadata (a broken
-    product, for tests). ``old_naming`` writes the pre-2017 ``S2A_OPER_PRD_MSIL1C_...SAFE`` layout
-    (L1C only).
+    ``size_10m`` is the width and height in 10 m pixels, rounded to a multiple of 6 so that 20 m
+    and 60 m pixels line up with 10 m ones. ``with_offsets=False`` leaves the 04.00+ DN offsets
+    out of the metadata (a broken product, for tests). ``old_naming`` writes the pre-2017
+    ``S2A_OPER_PRD_MSIL1C_...SAFE`` layout (L1C only).
     """
-    spec = _Spec(level.upper(), baseline, size_10m, old_naming, with_offsets)
+    if size_10m < 6:
+        raise ValueError(f"size_10m must be at least 6 (one 60 m pixel), got {size_10m}")
+    size = 6 * round(size_10m / 6)
+    spec = _Spec(level.upper(), baseline, size, old_naming, with_offsets)
     spec.validate()
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    scene = _synthesize(size_10m, np.random.default_rng(seed), clouds)
+    scene = _synthesize(size, np.random.default_rng(seed), clouds)
     if not zipped:
         safe = folder / spec.safe_name
         _replace_dir(safe)
@@ -125,8 +128,6 @@ class _Spec:
             raise ValueError(f"level must be 'L1C' or 'L2A', got {self.level!r}")
         if not (len(self.baseline) == 5 and self.baseline[2] == "." and self.baseline_tuple):
             raise ValueError(f"baseline must look like '04.00', got {self.baseline!r}")
-        if self.size < 6 or self.size % 6:
-            raise ValueError(f"size_10m must be a positive multiple of 6, got {self.size}")
         if self.old_naming and self.level != "L1C":
             raise ValueError("the old OPER naming is written for L1C only")
 
@@ -325,7 +326,8 @@ def _land_cover(n: int, rng: np.random.Generator) -> np.ndarray:
 def _parcels(n: int, rng: np.random.Generator, size_px: int) -> np.ndarray:
     """Field ids: a Voronoi tessellation of jittered grid seeds (polygonal, like real parcels)."""
     cells = -(-n // size_px)
-    seeds = (np.mgrid[0:cells, 0:cells].transpose(1, 2, 0) + rng.uniform(0.1, 0.9, (cells, cells, 2)))
+    grid = np.mgrid[0:cells, 0:cells].transpose(1, 2, 0)
+    seeds = grid + rng.uniform(0.1, 0.9, (cells, cells, 2))
     pos = (np.arange(n) + 0.5) / size_px
     r, c = np.meshgrid(pos, pos, indexing="ij")
     best = np.full((n, n), np.inf, np.float32)
@@ -373,10 +375,12 @@ def _shadow(cloud: np.ndarray, n: int) -> np.ndarray:
 
 
 def _shift(a: np.ndarray, drow: int, dcol: int) -> np.ndarray:
+    """``a`` moved by (drow, dcol) pixels, zeros where nothing moved in."""
     out = np.zeros_like(a)
     h, w = a.shape
     src = a[max(0, -drow) : h - max(0, drow), max(0, -dcol) : w - max(0, dcol)]
-    out[max(0, drow) : max(0, drow) + src.shape[0], max(0, dcol) : max(0, dcol) + src.shape[1]] = src
+    r0, c0 = max(0, drow), max(0, dcol)
+    out[r0 : r0 + src.shape[0], c0 : c0 + src.shape[1]] = src
     return out
 
 
@@ -474,7 +478,7 @@ def _write_jp2(path: Path, data: np.ndarray, res: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     count, height, width = data.shape
     levels = max(1, min(6, int(math.log2(max(width, 2) / 16)) + 1))
-    block = 1024 if width > 2048 else (256 if width > 512 else width)
+    block = 1024 if width > 2048 else (256 if width > 512 else max(32, width))  # GDAL: >= 32
     with rasterio.open(
         path,
         "w",
@@ -597,7 +601,7 @@ def _image_characteristics(chars: ET.Element, spec: _Spec) -> None:
         info = _el(spectral, "Spectral_Information", bandId=str(i), physicalBand=_physical(band))
         _el(info, "RESOLUTION", RESOLUTION[band])
         wavelength = _el(info, "Wavelength")
-        for tag, value in zip(("MIN", "MAX", "CENTRAL"), WAVELENGTH[band]):
+        for tag, value in zip(("MIN", "MAX", "CENTRAL"), WAVELENGTH[band], strict=True):
             _el(wavelength, tag, value, unit="nm")
 
 

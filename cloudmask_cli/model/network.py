@@ -203,7 +203,12 @@ class CloudMaskNet(nn.Module):
         return self.segformer(embedding)
 
     def recover(self, embedding: Tensor, descriptors: Tensor) -> Tensor:
-        """Recovery head (training only): predicted normalised band values ``[B, N, H, W]``."""
+        """Recovery head (training only): predicted normalised band values ``[B, N, H, W]``.
+
+        Purely per pixel, and its activations cost ``N × recovery_width`` floats per pixel in
+        training: pass a pixel subset (e.g. ``embedding[..., ::4, ::4]``, or gathered pixels shaped
+        ``[B, C, 1, P]``) with the matching subset of `normalise`'s target to bound memory.
+        """
         return self.recovery(embedding, descriptors.to(embedding.device))
 
     def forward(self, x: Tensor, descriptors: Tensor, band_mask: Tensor | None = None) -> Tensor:

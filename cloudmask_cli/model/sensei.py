@@ -6,7 +6,9 @@ window). The resulting vectors go through fully connected residual blocks with l
 transformer blocks whose self-attention runs *across bands* (no positional encoding, so the
 computation is permutation equivariant), and finally three heads give, per band and channel, a gain
 α, a frequency ω and a phase φ. Every band's pixels are embedded as ``α·sin(ω·S + φ)`` and the
-embeddings are averaged over the bands that are valid at each pixel.
+embeddings are averaged over the bands that are valid at each pixel (a pixel with no valid band
+gets zeros). Bands are first put in a canonical order (sorted by a fixed projection of their
+descriptor + statistics), so the result is bitwise independent of the order they come in.
 
 Normalisation of physical values (per band kind, the kind read from the descriptor flags) also
 lives here, so the network and the training loss (recovery target) share one definition.

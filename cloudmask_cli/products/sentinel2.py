@@ -54,8 +54,8 @@ _TILE_MTD = re.compile(r"^(?:MTD_TL|S2[A-D]_(?:OPER|USER)_MTD_L(?:1C|2A)_TL_.*)\
 _BAND_IN_NAME = re.compile(r"_(B(?:0[1-9]|1[0-2]|8A))(?:_(\d+)m)?$")
 _TILE_IN_ID = re.compile(r"_T(\d{2}[A-Z]{3})(?:_|$)")
 
-# ESA's bandId order (PSD): bandId 0..12 -> band name. Used when a file has no Spectral_Information.
-BAND_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+# ESA's bandId order (PSD): bandId 0..12 -> band name, when a file has no Spectral_Information.
+BAND_ORDER = tuple("B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B10 B11 B12".split())
 
 # MSK_QUALIT_Bxx.jp2 (baseline >= 04.00): 8 layers, each 0 (clear) or 1 (flagged).
 QUALIT_LAYERS = {
@@ -100,7 +100,9 @@ class _Files:
         """File names directly inside a folder of the product."""
         if not self.zipped:
             folder = self.source / rel_dir
-            return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+            if not folder.is_dir():
+                return []
+            return sorted(p.name for p in folder.iterdir() if p.is_file())
         prefix = rel_dir.rstrip("/") + "/"
         return sorted(n[len(prefix) :] for n in self._infos if _is_child(n, prefix))
 
@@ -237,7 +239,7 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
     sources = _band_sources(files, meta, granule, tile, sensor, located.mtd)
     if not sources:
         raise InputError(files.display(located.mtd), "lists no Sentinel-2 band file (B01..B12)")
-    crs, bounds = _tile_grid(tile, sources, files)
+    crs, bounds = _tile_grid(tile, sources)
     return Scene(
         sensor=sensor,
         bands=[s.source for s in sources],
@@ -253,7 +255,9 @@ def _not_a_safe_reason(path: Path) -> str:
     if not path.exists():
         return "no such file or folder"
     if path.is_file() and zipfile.is_zipfile(path):
-        return "zip holds no Sentinel-2 SAFE (no MTD_MSIL1C.xml, MTD_MSIL2A.xml or MTD_SAFL1C inside)"
+        return "zip holds no Sentinel-2 SAFE (no MTD_MSIL1C.xml, MTD_MSIL2A.xml or MTD_SAFL1C)"
+    if path.is_file() and path.suffix.lower() == ".zip":  # the name only picks the message
+        return "not a readable zip archive (damaged or incomplete download?)"
     if path.is_file():
         return "not a Sentinel-2 product (expected a .SAFE folder, its .zip, or its MTD_MSIL*.xml)"
     return "folder holds no MTD_MSIL1C.xml, MTD_MSIL2A.xml or S2x_OPER_MTD_SAFL1C_*.xml"
@@ -397,10 +401,9 @@ def _number(el: ET.Element, source: str) -> float:
 def _quantification(root: ET.Element, level: str, source: str) -> float:
     # L2A: BOA_QUANTIFICATION_VALUE (L2A_BOA_... in the 2017 "L2Ap" products); never the
     # L1C_TOA_ value some L2A files also carry.
-    names = ("QUANTIFICATION_VALUE",) if level == "L1C" else (
-        "BOA_QUANTIFICATION_VALUE",
-        "L2A_BOA_QUANTIFICATION_VALUE",
-    )
+    names = ("QUANTIFICATION_VALUE",)
+    if level == "L2A":
+        names = ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE")
     el = next(_iter(root, *names), None)
     if el is None:
         raise InputError(source, f"no {names[0]}: cannot turn DN into reflectance")
@@ -758,7 +761,7 @@ def _check_codestream_end(files: _Files, rel: str, end: int, where: str) -> None
 
 # -- grid --------------------------------------------------------------------------------------
 def _tile_grid(
-    tile: TileMetadata | None, sources: list[_Opened], files: _Files
+    tile: TileMetadata | None, sources: list[_Opened]
 ) -> tuple[CRS, tuple[float, float, float, float]]:
     """The tile's CRS and extent from MTD_TL (else the finest band's header); every band file
     must lie on it, since the Scene places bands by their coordinates."""
@@ -779,7 +782,7 @@ def _check_on_grid(
 ) -> None:
     if s.crs is None or s.crs.to_epsg() != crs.to_epsg():
         raise InputError(s.source.path, f"is in {s.crs} but the tile ({where}) is in {crs}")
-    if any(abs(a - b) > s.resolution / 2 for a, b in zip(s.bounds, bounds)):
+    if any(abs(a - b) > s.resolution / 2 for a, b in zip(s.bounds, bounds, strict=True)):
         raise InputError(
             s.source.path, f"covers {_fmt(s.bounds)} but the tile ({where}) is {_fmt(bounds)}"
         )

@@ -6,6 +6,7 @@ so a typo never silently falls back to a default. See ``examples/train-tiny.yaml
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["datasets"] = [asdict(s) for s in self.datasets]
-        d["optimiser"]["plateau_lrs"] = list(self.optimiser.plateau_lrs)
         d.pop("path")
-        return d
+        return json.loads(json.dumps(d))  # plain lists and dicts, as YAML and JSON store them
 
 
 def _build(cls: type, raw: Any, where: str, path: str) -> Any:

@@ -93,8 +93,9 @@ def possible_from_bits(bits: np.ndarray) -> np.ndarray:
     return ((bits[None] >> shifts) & 1).astype(bool)
 
 
-def bits_from_possible(possible: np.ndarray) -> np.ndarray:
-    """bool ``[7, ...]`` -> uint8 7-bit masks ``[...]``."""
+def bits_from_possible(possible: np.ndarray, axis: int = 0) -> np.ndarray:
+    """bool with 7 classes on ``axis`` -> uint8 7-bit masks (that axis removed)."""
+    possible = np.moveaxis(np.asarray(possible), axis, 0)
     weights = (1 << np.arange(N_CLASSES, dtype=np.uint16)).reshape((-1,) + (1,) * (possible.ndim - 1))
     return (possible.astype(np.uint16) * weights).sum(axis=0).astype(np.uint8)
 

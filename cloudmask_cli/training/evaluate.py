@@ -1,0 +1,207 @@
+"""`cloudmask evaluate`: a model (or existing masks) against reference labels, paper section V.
+
+``data`` is a training-format folder (or one of its splits), a dataset in its own layout
+(``kind``), or a training config (each dataset's validation split). Predictions are scored
+pixel-wise over the whole set with `metrics.Confusion`, respecting partial labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.errors import RasterioError
+
+from cloudmask_cli.classes import NODATA, STYLES
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.sensors import Band
+from cloudmask_cli.training.adapters import open_dataset
+from cloudmask_cli.training.adapters.common import tiles
+from cloudmask_cli.training.labels import NO_DATA_BITS, bits_of, load_scheme
+from cloudmask_cli.training.metrics import Confusion, class_bits
+from cloudmask_cli.training.sample import RawSample
+
+# Band roles for --bands RGB / RGBN: the reflectance band whose centre is nearest (within 60 nm).
+ROLE_CENTRES = {"red": 665.0, "green": 560.0, "blue": 490.0, "nir": 842.0}
+BAND_SETS = {"RGB": ("red", "green", "blue"), "RGBN": ("red", "green", "blue", "nir")}
+
+
+def select_bands(bands: Sequence[Band], spec: str, where: str = "") -> list[int]:
+    """Indices of ``bands`` for ``all``, ``RGB``, ``RGBN`` or a comma-separated list of names."""
+    if spec.lower() == "all":
+        return list(range(len(bands)))
+    if spec.upper() in BAND_SETS:
+        out = []
+        for role in BAND_SETS[spec.upper()]:
+            best, dist = None, 60.0
+            for i, b in enumerate(bands):
+                if b.type != "reflectance" or b.wavelength is None or b.panchromatic:
+                    continue
+                d = abs(sum(b.wavelength) / 2 - ROLE_CENTRES[role])
+                if d < dist and b.wavelength[1] - b.wavelength[0] < 200:
+                    best, dist = i, d
+            if best is None:
+                raise InputError(where or None, f"no {role} band for --bands {spec}")
+            out.append(best)
+        return out
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    have = [b.name for b in bands]
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise InputError(where or None, f"--bands: no band(s) {missing} (has {have})")
+    return [have.index(n) for n in names]
+
+
+def load_eval_sets(
+    data: str | Path, kind: str = "training", split: str | None = None, options: dict[str, Any] | None = None
+) -> list[tuple[str, list[RawSample]]]:
+    """(name, samples) to evaluate: a config's validation splits, or one dataset."""
+    path = Path(data)
+    if path.is_file() and path.suffix in (".yaml", ".yml") and kind == "training":
+        from cloudmask_cli.training.config import load_config
+
+        try:
+            cfg = load_config(path)
+        except InputError:
+            cfg = None  # a single training-sample YAML rather than a config
+        if cfg is not None:
+            sets = []
+            for spec in cfg.datasets:
+                if spec.val is not None:
+                    sets.append((spec.name, open_dataset(spec.kind, spec.path, split or spec.val, spec.options)))
+            if not sets:
+                raise InputError(path, "no dataset in the config has a val split to evaluate")
+            return sets
+    return [(path.name, open_dataset(kind, path, split, options))]
+
+
+def _model_predict(weights: str | Path | None, device_spec: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    from cloudmask_cli.inference.engine import select_device
+    from cloudmask_cli.model.checkpoint import load_checkpoint
+    from cloudmask_cli.weights import default_weights
+
+    device = select_device(device_spec)[0]
+    model, _, _ = load_checkpoint(weights or default_weights(), device=device)
+
+    @torch.no_grad()
+    def predict(x: np.ndarray, desc: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(x[None]).to(device)
+        logits = model(xt, torch.from_numpy(desc[None]).to(device))[0, :-1]  # no "no data" class
+        return class_bits(logits.argmax(dim=0).cpu().numpy())
+
+    return predict
+
+
+def _mask_bits(path: Path, style: str | None) -> tuple[np.ndarray, str]:
+    """Class sets of a mask raster's codes (from its style), and the codes themselves."""
+    try:
+        with rasterio.open(path) as ds:
+            codes = ds.read(1)
+            style = style or ds.tags().get("CLOUDMASK_STYLE")
+    except RasterioError as exc:
+        raise InputError(path, f"cannot read mask ({str(exc).splitlines()[0][:200]})") from None
+    if style not in STYLES:
+        raise InputError(path, "mask style unknown: give --style (7class, 4class, cloud, valid)")
+    lut = np.zeros(256, dtype=np.uint8)
+    for code, _, members in STYLES[style]:
+        lut[code] = bits_of(members)
+    lut[NODATA] = NO_DATA_BITS
+    return lut[codes], style
+
+
+def _mask_for(mask: Path, sample: RawSample, single: bool) -> Path:
+    if mask.is_file():
+        if not single:
+            raise InputError(mask, "one mask file given for several samples: pass a folder of <id>.tif")
+        return mask
+    path = mask / f"{sample.id}.tif"
+    if not path.is_file():
+        raise InputError(path, f"no mask for sample {sample.id}")
+    return path
+
+
+def evaluate(
+    data: str | Path,
+    *,
+    weights: str | Path | None = None,
+    mask: str | Path | None = None,
+    kind: str = "training",
+    split: str | None = None,
+    options: dict[str, Any] | None = None,
+    bands: str = "all",
+    style: str | None = None,
+    device: str = "auto",
+    window: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score a model (``weights``; the bundled one when None) or masks (``mask``: a raster, or a
+    folder of ``<sample id>.tif``) on ``data``; returns the report (see `Confusion.report`)."""
+    sets = load_eval_sets(data, kind, split, options)
+    predict = None if mask is not None else _model_predict(weights, device)
+    total = sum(len(s) for _, s in sets)
+    done = 0
+    overall = Confusion()
+    per_set: dict[str, Any] = {}
+    for name, samples in sets:
+        conf = Confusion()
+        for sample in samples:
+            idx = select_bands(sample.bands, bands, sample.id)
+            x, label = sample.read(None, idx)
+            ref = load_scheme(sample.scheme).bits(label, sample.id)
+            ref[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
+            if predict is not None:
+                pred = np.zeros_like(ref)
+                desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
+                for r, c, h, w in tiles(ref.shape, window):
+                    pred[r : r + h, c : c + w] = predict(x[:, r : r + h, c : c + w], desc)
+            else:
+                pred, style = _mask_bits(_mask_for(Path(mask), sample, total == 1), style)  # type: ignore[arg-type]
+                if pred.shape != ref.shape:
+                    raise InputError(mask, f"mask {pred.shape} and labels {ref.shape} differ in size")
+            conf.update(pred, ref)
+            done += 1
+            if progress:
+                progress(done, total)
+        per_set[name] = conf.report()
+        overall.merge(conf)
+    return {
+        "data": str(data),
+        "weights": None if mask is not None else str(weights or "bundled"),
+        "mask": None if mask is None else str(mask),
+        "bands": bands,
+        "samples": total,
+        "datasets": per_set,
+        "overall": overall.report(),
+    }
+
+
+def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def tables(report: dict[str, Any]) -> list[Any]:
+    """Rich tables of a report's overall scores: per class P/R; cloud and invalid groups."""
+    from rich.table import Table
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    r = report["overall"]
+    per = Table(title=f"per class ({r['pixels']:,} pixels)")
+    for col in ("class", "P", "R", "pixels (TP+FN)"):
+        per.add_column(col, justify="right" if col != "class" else "left")
+    for name, m in r["per_class"].items():
+        per.add_row(name, pct(m["precision"]), pct(m["recall"]), f"{m['tp'] + m['fn']:,}")
+    groups = Table(title="super-classes (positive: cloud / invalid = cloud or shadow)")
+    for col in ("", "P", "R", "F1", "BA", "IoU"):
+        groups.add_column(col, justify="right" if col else "left")
+    for name, key in (("cloud / non-cloud", "cloud"), ("invalid / valid", "invalid")):
+        m = r[key]
+        groups.add_row(name, *(pct(m[k]) for k in ("precision", "recall", "f1", "balanced_accuracy", "iou")))
+    return [per, groups]

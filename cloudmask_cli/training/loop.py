@@ -1,0 +1,431 @@
+"""`cloudmask train`: the training loop (paper III-B, IV-B).
+
+Ambiguous cross-entropy on partial labels plus the band-recovery MSE, AdamW with warm-up and
+plateau steps, AMP on CUDA, validation on each dataset's held-out split every epoch, checkpoints
+(``last`` every epoch, ``best`` on the best validation loss) with a training state for
+``--resume``, a JSONL metrics log, and DistributedDataParallel under ``torchrun`` (one process
+per GPU; each rank draws its share of every epoch's samples).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.model.checkpoint import load_checkpoint, save_checkpoint
+from cloudmask_cli.model.losses import ambiguous_cross_entropy, recovery_loss
+from cloudmask_cli.model.network import CloudMaskNet, ModelConfig, build_model, normalise
+from cloudmask_cli.training.adapters import open_dataset
+from cloudmask_cli.training.config import TrainConfig
+from cloudmask_cli.training.datasets import MixedSampler, TrainingDataset, ValidationDataset, collate
+from cloudmask_cli.training.labels import bits_from_possible
+from cloudmask_cli.training.metrics import Confusion, class_bits
+from cloudmask_cli.training.sample import RawSample
+from cloudmask_cli.training.schedule import PlateauSchedule
+from cloudmask_cli.training.state import load_state, restore, save_state
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class TrainingModule(nn.Module):
+    """The network plus its recovery head in one forward, so DDP sees every parameter used."""
+
+    def __init__(self, net: CloudMaskNet, recovery: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.recovery = recovery
+
+    def forward(self, x: Tensor, descriptors: Tensor, band_mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        emb = self.net.embed(x, descriptors, band_mask)
+        logits = self.net.segment(emb)
+        rec = self.net.recover(emb, descriptors) if self.recovery else None
+        return logits, rec
+
+
+@dataclass
+class Dist:
+    """This process's place in a (possibly) distributed run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def last(self, kind: str) -> dict[str, Any] | None:
+        rows = [r for r in self.history if r.get("type") == kind]
+        return rows[-1] if rows else None
+
+
+def select_device(spec: str, dist: Dist) -> torch.device:
+    from cloudmask_cli.inference.engine import select_device as pick
+
+    if dist.world > 1 and torch.cuda.is_available() and spec in ("auto", "cuda"):
+        return torch.device("cuda", dist.local_rank)
+    return pick(spec)[0]
+
+
+def _init_distributed(distributed: bool | None, device_spec: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if distributed is None:
+        distributed = world > 1
+    if not distributed:
+        return Dist()
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and device_spec != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return Dist(
+        rank=torch.distributed.get_rank(),
+        world=torch.distributed.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    """The architecture from the config's ``model`` section (``preset: tiny`` for tests)."""
+    spec = dict(cfg.model)
+    preset = spec.pop("preset", None)
+    try:
+        if preset == "tiny":
+            return ModelConfig.tiny(**spec)
+        if preset is not None:
+            raise ValueError(f"unknown model preset {preset!r} (tiny)")
+        return ModelConfig.from_dict(spec)
+    except (TypeError, ValueError) as exc:
+        raise InputError(cfg.path or None, f"model: {exc}") from None
+
+
+def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], list[tuple[str, list[RawSample]]]]:
+    """Training samples per dataset, and (name, validation samples) for those with a val split."""
+    train, val = [], []
+    for spec in cfg.datasets:
+        train.append(open_dataset(spec.kind, spec.path, spec.train, spec.options))
+        if spec.val is not None:
+            val.append((spec.name, open_dataset(spec.kind, spec.path, spec.val, spec.options)))
+    return train, val
+
+
+class _Log:
+    """Appends JSON lines to ``metrics.jsonl`` (rank 0 only) and keeps them in memory."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+
+
+def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.amp.GradScaler | None]:
+    if device.type != "cuda" or not amp:
+        return contextlib.nullcontext, None
+    if torch.cuda.is_bf16_supported():
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
+    return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+
+
+def _losses(
+    net: CloudMaskNet,
+    logits: Tensor,
+    rec: Tensor | None,
+    batch: dict[str, Tensor],
+    cfg: TrainConfig,
+) -> tuple[Tensor, Tensor, Tensor]:
+    ce = ambiguous_cross_entropy(logits, batch["possible"])
+    if rec is None:
+        rl = torch.zeros((), device=logits.device)
+    else:
+        target = normalise(batch["x"], batch["descriptors"], net.config)
+        valid = batch["band_mask"][:, :, None, None].expand_as(target)
+        rl = recovery_loss(rec, target, valid)
+    return cfg.loss.cross_entropy * ce + cfg.loss.recovery * rl, ce, rl
+
+
+@torch.no_grad()
+def validate(
+    module: nn.Module,
+    net: CloudMaskNet,
+    sets: list[tuple[str, DataLoader]],
+    device: torch.device,
+    cfg: TrainConfig,
+    autocast: Callable[[], Any],
+    dist: Dist,
+) -> dict[str, Any]:
+    """Mean ambiguous CE (labelled-pixel weighted) and the paper's metrics per dataset."""
+    module.eval()
+    out: dict[str, Any] = {"datasets": {}}
+    total_loss = total_px = 0.0
+    for name, loader in sets:
+        conf = Confusion()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        px = torch.zeros((), dtype=torch.float64, device=device)
+        for i, batch in enumerate(loader):
+            if cfg.val_max_batches is not None and i >= cfg.val_max_batches:
+                break
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast():
+                logits, _ = module(batch["x"], batch["descriptors"], batch["band_mask"])
+            logits = logits.float()
+            loss_sum += ambiguous_cross_entropy(logits, batch["possible"], reduction="sum").double()
+            px += batch["possible"].any(dim=1).sum().double()
+            pred = class_bits(logits.argmax(dim=1).cpu().numpy())
+            conf.update(pred, bits_from_possible(batch["possible"].cpu().numpy(), axis=1))
+        if dist.active:
+            torch.distributed.all_reduce(loss_sum)
+            torch.distributed.all_reduce(px)
+            counts = torch.from_numpy(conf.counts).to(device)
+            torch.distributed.all_reduce(counts)
+            conf.counts = counts.cpu().numpy()
+        report = conf.report()
+        out["datasets"][name] = {
+            "loss": float(loss_sum / px.clamp(min=1)),
+            "pixels": report["pixels"],
+            "cloud_f1": report["cloud"]["f1"],
+            "cloud_iou": report["cloud"]["iou"],
+            "invalid_f1": report["invalid"]["f1"],
+            "invalid_balanced_accuracy": report["invalid"]["balanced_accuracy"],
+        }
+        total_loss += float(loss_sum)
+        total_px += float(px)
+    out["loss"] = total_loss / total_px if total_px else math.nan
+    module.train()
+    return out
+
+
+def _val_loaders(val: list[tuple[str, list[RawSample]]], cfg: TrainConfig, dist: Dist) -> list[tuple[str, DataLoader]]:
+    loaders = []
+    for name, samples in val:
+        ds = ValidationDataset(samples, cfg.crop)
+        sampler = (
+            torch.utils.data.distributed.DistributedSampler(ds, dist.world, dist.rank, shuffle=False)
+            if dist.world > 1
+            else None
+        )
+        loaders.append(
+            (name, DataLoader(ds, batch_size=cfg.val_batch_size, sampler=sampler, collate_fn=collate,
+                              num_workers=cfg.workers))  # fmt: skip
+        )
+    return loaders
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        TimeRemainingColumn,
+    )  # fmt: skip
+
+    bar = Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} lr {task.fields[lr]}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+    )  # fmt: skip
+    bar.start()
+    bar.add_task("train", total=total, epoch="-", loss="-", lr="-")
+    return bar
+
+
+def _save(
+    out: Path,
+    stem: str,
+    net: CloudMaskNet,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    info: dict[str, Any],
+    dtype: torch.dtype,
+    with_state: bool,
+) -> None:
+    meta = {
+        "training": {
+            "config": cfg.to_dict(),
+            "step": info["step"],
+            "epoch": info["epoch"],
+            "datasets": [{"name": d.name, "kind": d.kind, "path": d.path} for d in cfg.datasets],
+            "torch": str(torch.__version__),
+        },
+        "metrics": {"validation": info.get("validation")},
+    }
+    path = out / f"{stem}.safetensors"
+    save_checkpoint(net, net.config, path, metadata=meta, dtype=dtype)
+    if with_state:
+        save_state(path, opt, info)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    init: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    distributed: bool | None = None,
+    validate_first: bool = False,
+    notice: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train as ``cfg`` says; returns the metrics history. See the module docstring."""
+    notice = notice or (lambda m: None)
+    dist = _init_distributed(distributed, cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = select_device(cfg.device, dist)
+    out_dir = Path(out or cfg.out)
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    # -- model ---------------------------------------------------------------------------
+    if init is not None:
+        net, mcfg, _ = load_checkpoint(init, device="cpu")
+        if cfg.model and model_config(cfg) != mcfg:
+            notice(f"--init {init}: its architecture is used; the config's model section is ignored")
+    else:
+        mcfg = model_config(cfg)
+        net = build_model(mcfg, seed=cfg.seed)
+    state_tensors, state_info = (None, None)
+    if resume is not None:
+        state_tensors, state_info = load_state(resume)
+        net, mcfg, _ = load_checkpoint(resume, device="cpu")
+        if state_info.get("config") != cfg.to_dict():
+            notice(f"--resume {resume}: the config differs from the one the run started with")
+    net = net.to(device).train()
+    module: nn.Module = TrainingModule(net, recovery=cfg.loss.recovery > 0)
+    if dist.active:
+        ids = [device.index] if device.type == "cuda" else None
+        module = nn.parallel.DistributedDataParallel(
+            module, device_ids=ids, find_unused_parameters=cfg.loss.recovery <= 0
+        )
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.optimiser.warmup_start, weight_decay=cfg.optimiser.weight_decay)
+    schedule = PlateauSchedule.from_config(cfg.optimiser)
+    autocast, scaler = _autocast(device, cfg.amp)
+    epoch, step_in_epoch = 0, 0
+    if state_info is not None and state_tensors is not None:
+        restore(opt, state_tensors, state_info)
+        schedule.load_state_dict(state_info["schedule"])
+        epoch, step_in_epoch = int(state_info["epoch"]), int(state_info["step_in_epoch"])
+        if scaler is not None and state_info.get("scaler"):
+            scaler.load_state_dict(state_info["scaler"])
+
+    # -- data ----------------------------------------------------------------------------
+    train_sets, val_sets = load_splits(cfg)
+    samples = [s for group in train_sets for s in group]
+    dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed)
+    draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
+    sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
+                           cfg.seed, dist.rank, dist.world)  # fmt: skip
+    val_loaders = _val_loaders(val_sets, cfg, dist)
+
+    log = _Log(out_dir / "metrics.jsonl", dist.main)
+    bar = _progress(progress and dist.main, cfg.epochs * cfg.steps_per_epoch)
+    if bar is not None:
+        bar.update(0, completed=epoch * cfg.steps_per_epoch + step_in_epoch)
+    dtype = DTYPES[cfg.checkpoint_dtype]
+
+    def info(validation: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "step": schedule.step, "epoch": epoch, "step_in_epoch": step_in_epoch,
+            "schedule": schedule.state_dict(), "config": cfg.to_dict(), "validation": validation,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }  # fmt: skip
+
+    if validate_first and val_loaders:
+        v = validate(module, net, val_loaders, device, cfg, autocast, dist)
+        log.write({"type": "val", "epoch": epoch - 1, "step": schedule.step, **v})
+
+    try:
+        while epoch < cfg.epochs:
+            sampler.set_epoch(epoch, start=step_in_epoch * cfg.batch_size)
+            loader = DataLoader(
+                dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
+                num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                pin_memory=device.type == "cuda", drop_last=True,
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            for batch in _batches(loader, device):
+                for group in opt.param_groups:
+                    group["lr"] = schedule.rate()
+                with autocast():
+                    logits, rec = module(batch["x"], batch["descriptors"], batch["band_mask"])
+                loss, ce, rl = _losses(net, logits.float(), None if rec is None else rec.float(), batch, cfg)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
+                else:
+                    loss.backward()
+                if cfg.optimiser.grad_clip:
+                    nn.utils.clip_grad_norm_(net.parameters(), cfg.optimiser.grad_clip)
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                lr = schedule.rate()
+                schedule.on_step()
+                step_in_epoch += 1
+                elapsed = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                if schedule.step % cfg.log_every == 0 or step_in_epoch == cfg.steps_per_epoch:
+                    log.write({"type": "step", "epoch": epoch, "step": schedule.step, "lr": lr,
+                               "loss": loss.item(), "cross_entropy": ce.item(), "recovery": rl.item(),
+                               "seconds": round(elapsed, 4)})  # fmt: skip
+                if bar is not None:
+                    bar.update(0, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+                if cfg.checkpoint_every and schedule.step % cfg.checkpoint_every == 0 and dist.main:
+                    _save(out_dir, "last", net, opt, cfg, info(), torch.float32, with_state=True)
+            validation = None
+            if val_loaders:
+                validation = validate(module, net, val_loaders, device, cfg, autocast, dist)
+                best = schedule.on_validation(validation["loss"])
+                log.write({"type": "val", "epoch": epoch, "step": schedule.step, "lr": schedule.rate(), **validation})
+                if best and dist.main:
+                    _save(out_dir, "best", net, opt, cfg, {**info(validation), "epoch": epoch + 1,
+                                                           "step_in_epoch": 0}, dtype, with_state=False)  # fmt: skip
+            epoch, step_in_epoch = epoch + 1, 0
+            if dist.main:
+                _save(out_dir, "last", net, opt, cfg, info(validation), torch.float32, with_state=True)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return TrainResult(out_dir, schedule.step, epoch, log.rows)
+
+
+def _batches(loader: DataLoader, device: torch.device) -> Iterator[dict[str, Tensor]]:
+    for batch in loader:
+        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def set_seed_everywhere(seed: int) -> None:  # pragma: no cover - convenience for notebooks
+    np.random.seed(seed)
+    torch.manual_seed(seed)
