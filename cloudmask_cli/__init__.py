@@ -1,9 +1,9 @@
 """cloudmask: sensor-independent cloud and cloud-shadow masks (SEnSeI-v2 + SegFormer).
 
-    >>> import cloudmask_cli
-    >>> scene = cloudmask_cli.open_product("S2A_MSIL1C_....SAFE", resolution=20)
-    >>> codes = cloudmask_cli.mask("S2A_MSIL1C_....SAFE")     # xarray.DataArray with CRS
-    >>> cloudmask_cli.run("S2A_MSIL1C_....SAFE", "mask.tif")  # COG + sidecar, like the CLI
+>>> import cloudmask_cli
+>>> scene = cloudmask_cli.open_product("S2A_MSIL1C_....SAFE", resolution=20)
+>>> codes = cloudmask_cli.mask("S2A_MSIL1C_....SAFE")     # xarray.DataArray with CRS
+>>> cloudmask_cli.run("S2A_MSIL1C_....SAFE", "mask.tif")  # COG + sidecar, like the CLI
 """
 
 from __future__ import annotations

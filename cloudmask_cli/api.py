@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rioxarray  # noqa: F401 - registers the .rio accessor
 import xarray as xr
 from rasterio.io import MemoryFile
 

@@ -59,7 +59,8 @@ def sar_bands(path: Path, meta: dict, definition: Sensor | None) -> list[Band]:
     if definition is not None:
         if len(definition.bands) != meta["count"]:
             raise InputError(
-                path, f"has {meta['count']} bands, {definition.path} describes {len(definition.bands)}"
+                path,
+                f"has {meta['count']} bands, {definition.path} describes {len(definition.bands)}",
             )
         return list(definition.bands)
     template = get_sensor("sentinel1_sar")
@@ -113,8 +114,15 @@ def add_auxiliary(
         for i, band in enumerate(sar_bands(path, meta, definition), start=1):
             nodata = (meta["nodata"],) if meta["nodata"] is not None else ()
             sources.append(
-                BandSource(band=band, path=str(path), index=i, radiometry=_radiometry(band),
-                           nodata=nodata, resolution=meta["res"], warp=True)
+                BandSource(
+                    band=band,
+                    path=str(path),
+                    index=i,
+                    radiometry=_radiometry(band),
+                    nodata=nodata,
+                    resolution=meta["res"],
+                    warp=True,
+                )
             )
     if dem is not None:
         path = Path(dem)
@@ -123,9 +131,13 @@ def add_auxiliary(
         band = get_sensor("dem").bands[0]
         nodata = (meta["nodata"],) if meta["nodata"] is not None else ()
         sources.append(
-            BandSource(band=band, path=str(path), index=1, nodata=nodata, resolution=meta["res"], warp=True)
+            BandSource(
+                band=band, path=str(path), index=1, nodata=nodata, resolution=meta["res"], warp=True
+            )
         )
     new = replace_bands(scene, sources)
-    new.metadata = {**scene.metadata, "auxiliary": {"sar": str(sar) if sar else None,
-                                                    "dem": str(dem) if dem else None}}
+    new.metadata = {
+        **scene.metadata,
+        "auxiliary": {"sar": str(sar) if sar else None, "dem": str(dem) if dem else None},
+    }
     return new

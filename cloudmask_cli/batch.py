@@ -112,11 +112,21 @@ def run_one(product: str, output: str, options: dict[str, Any]) -> Result:
     try:
         loaded = _loaded(opts.get("weights"), opts.get("device", "auto"))
         sidecar = run(product, output, loaded=loaded, **opts)
-        return Result(product, output, "done", seconds=round(time.perf_counter() - t0, 2),
-                      cloud_fraction=_cloud_fraction(sidecar))
+        return Result(
+            product,
+            output,
+            "done",
+            seconds=round(time.perf_counter() - t0, 2),
+            cloud_fraction=_cloud_fraction(sidecar),
+        )
     except (InputError, ValueError, OSError, RuntimeError) as exc:
-        return Result(product, output, "failed", error=str(exc).splitlines()[0],
-                      seconds=round(time.perf_counter() - t0, 2))
+        return Result(
+            product,
+            output,
+            "failed",
+            error=str(exc).splitlines()[0],
+            seconds=round(time.perf_counter() - t0, 2),
+        )
 
 
 def _init_worker(threads: int) -> None:
@@ -133,7 +143,9 @@ def plan(products: list[Path], out_dir: Path, pattern: str, overwrite: bool) -> 
     for p in products:
         out = output_for(p, out_dir, pattern)
         if out in seen:
-            raise InputError(p, f"gives the same output {out.name} as {seen[out]}; change --pattern")
+            raise InputError(
+                p, f"gives the same output {out.name} as {seen[out]}; change --pattern"
+            )
         seen[out] = p
         if not overwrite and is_complete(out):
             skipped.append(Result(str(p), str(out), "skipped"))
@@ -190,7 +202,8 @@ def _run_dask(
     on_result: Callable[[Result], None] | None,
 ) -> list[Result]:
     try:
-        from dask.distributed import Client, as_completed as dask_completed
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
     except ImportError:
         raise InputError(None, "--scheduler needs Dask: pip install 'cloudmask[dask]'") from None
     # GPUs are declared as worker resources (dask worker --resources GPU=1); a CUDA run asks
@@ -199,8 +212,15 @@ def _run_dask(
     results = []
     with Client(scheduler) as client:
         futures = [
-            client.submit(run_one, str(p), str(out), opts, key=f"cloudmask-{out.name}",
-                          resources=resources, pure=False)
+            client.submit(
+                run_one,
+                str(p),
+                str(out),
+                opts,
+                key=f"cloudmask-{out.name}",
+                resources=resources,
+                pure=False,
+            )
             for p, out in todo
         ]
         for fut in dask_completed(futures):

@@ -64,16 +64,15 @@ def check_style(style: str) -> None:
 def fold(probs: np.ndarray, style: str, valid: np.ndarray | None = None) -> np.ndarray:
     """Class codes (uint8) from 7-class probabilities ``(7, ...)``.
 
-    A pixel is 255 where ``valid`` is False, where no probability was computed (all zero),
-    or where the model's own "no data" class outweighs every group of the style.
+    The input decides what is no data, not the model: a pixel is 255 where ``valid`` is False
+    or where no probability was computed (all zero); every other pixel gets the style's group
+    with the largest summed probability (the model's own "no_data" class takes no part).
     """
     check_style(style)
-    groups = STYLES[style]
     index = {c: i for i, c in enumerate(CLASSES)}
+    groups = STYLES[style]
     summed = np.stack([probs[[index[c] for c in members]].sum(axis=0) for _, _, members in groups])
-    summed = np.concatenate([summed, probs[index["no_data"]][None]], axis=0)
-    winner = summed.argmax(axis=0)
-    codes = np.array([code for code, _, _ in groups] + [NODATA], dtype=np.uint8)[winner]
+    codes = np.array([code for code, _, _ in groups], dtype=np.uint8)[summed.argmax(axis=0)]
     codes[probs.sum(axis=0) <= 0] = NODATA
     if valid is not None:
         codes[~valid] = NODATA

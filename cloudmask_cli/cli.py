@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -46,7 +45,7 @@ def _main(
 
 @app.command()
 def sensors(
-    check: Optional[Path] = typer.Option(
+    check: Path | None = typer.Option(
         None, "--check", help="Validate a sensor YAML of your own and show its bands."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -65,8 +64,12 @@ def sensors(
                 "title": s.title,
                 "platforms": list(s.platforms),
                 "bands": [
-                    {"name": b.name, "type": b.type, "wavelength": b.wavelength,
-                     "resolution": b.resolution}
+                    {
+                        "name": b.name,
+                        "type": b.type,
+                        "wavelength": b.wavelength,
+                        "resolution": b.resolution,
+                    }
                     for b in s.bands
                 ],
             }
@@ -78,10 +81,15 @@ def sensors(
     for col in ("name", "title", "platforms", "bands"):
         table.add_column(col)
     for s in found:
-        bands = ", ".join(
-            f"{b.name}" + (f" {b.wavelength[0]:g}-{b.wavelength[1]:g}nm" if b.wavelength else "")
-            for b in s.bands
-        ) if check else " ".join(s.band_names)
+        bands = (
+            ", ".join(
+                f"{b.name}"
+                + (f" {b.wavelength[0]:g}-{b.wavelength[1]:g}nm" if b.wavelength else "")
+                for b in s.bands
+            )
+            if check
+            else " ".join(s.band_names)
+        )
         table.add_row(s.name, s.title, ",".join(s.platforms), bands)
     out.print(table)
 
@@ -89,8 +97,8 @@ def sensors(
 @app.command()
 def info(
     product: Path = typer.Argument(..., help="A product folder, .zip, .tar, or raster stack."),
-    sensor: Optional[str] = typer.Option(None, "--sensor", help="Sensor name or YAML."),
-    resolution: Optional[float] = typer.Option(None, "--resolution", help="Working grid (m)."),
+    sensor: str | None = typer.Option(None, "--sensor", help="Sensor name or YAML."),
+    resolution: float | None = typer.Option(None, "--resolution", help="Working grid (m)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Describe a product: sensor, level, grid, bands and their radiometry, valid fraction."""
@@ -119,8 +127,10 @@ def info(
         table.add_column(col)
     for b in bands:
         wl = f"{b['wavelength'][0]:g}-{b['wavelength'][1]:g}" if b["wavelength"] else "-"
-        rad = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in b["radiometry"].items())
+        rad = ", ".join(
+            f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in b["radiometry"].items()
+        )
         table.add_row(b["name"], b["type"], wl, f"{b['resolution']:g}", b["descriptor"], rad)
     out.print(table)
 
@@ -145,23 +155,23 @@ def demo(
 def run(
     product: Path = typer.Argument(..., help="Product folder, .zip, .tar, or raster stack."),
     output: Path = typer.Option(..., "-o", "--output", help="Output mask (COG)."),
-    sar: Optional[Path] = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF (any CRS)."),
-    dem: Optional[Path] = typer.Option(None, "--dem", help="DEM GeoTIFF (any CRS)."),
-    resolution: Optional[float] = typer.Option(
+    sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF (any CRS)."),
+    dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF (any CRS)."),
+    resolution: float | None = typer.Option(
         None, "--resolution", help="Working resolution in metres (default: finest band)."
     ),
     style: str = typer.Option("7class", "--style", help="7class | 4class | cloud | valid"),
-    probabilities: Optional[Path] = typer.Option(
+    probabilities: Path | None = typer.Option(
         None, "--probabilities", help="Also write per-class probabilities (COG, x254)."
     ),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Other model weights."),
-    sensor: Optional[str] = typer.Option(
+    weights: Path | None = typer.Option(None, "--weights", help="Other model weights."),
+    sensor: str | None = typer.Option(
         None, "--sensor", help="Sensor name or YAML (overrides detection; needed for stacks)."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     batch_size: int = typer.Option(4, "--batch-size", help="Windows per model call."),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
-    aoi: Optional[Path] = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
+    aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     threads: int = typer.Option(2, "--read-threads", help="Threads decoding windows ahead."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
@@ -174,10 +184,22 @@ def run(
     try:
         with _progress(quiet) as progress:
             sidecar = run_product(
-                product, output, sensor=sensor, sar=sar, dem=dem, resolution=resolution,
-                style=style, probabilities=probabilities, weights=weights, device=device,
-                batch_size=batch_size, overlap=overlap, aoi=aoi, overwrite=overwrite,
-                read_threads=threads, progress=progress,
+                product,
+                output,
+                sensor=sensor,
+                sar=sar,
+                dem=dem,
+                resolution=resolution,
+                style=style,
+                probabilities=probabilities,
+                weights=weights,
+                device=device,
+                batch_size=batch_size,
+                overlap=overlap,
+                aoi=aoi,
+                overwrite=overwrite,
+                read_threads=threads,
+                progress=progress,
                 notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}")),
             )
     except (InputError, ValueError) as exc:
@@ -203,24 +225,24 @@ def batch(
         "{name}_cloudmask.tif", "--pattern", help="Output name; {name} = product name."
     ),
     workers: int = typer.Option(1, "--workers", help="Local worker processes (one model each)."),
-    scheduler: Optional[str] = typer.Option(
+    scheduler: str | None = typer.Option(
         None, "--scheduler", help="Dask scheduler address (tcp://host:port); needs cloudmask[dask]."
     ),
     skip_existing: bool = typer.Option(
         True, "--skip-existing/--no-skip-existing", help="Skip products already complete."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every product."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Report file (.json or .csv)."),
-    sar: Optional[Path] = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF for every product."),
-    dem: Optional[Path] = typer.Option(None, "--dem", help="DEM GeoTIFF for every product."),
-    resolution: Optional[float] = typer.Option(None, "--resolution", help="Working grid (m)."),
+    report: Path | None = typer.Option(None, "--report", help="Report file (.json or .csv)."),
+    sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF for every product."),
+    dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF for every product."),
+    resolution: float | None = typer.Option(None, "--resolution", help="Working grid (m)."),
     style: str = typer.Option("7class", "--style", help="7class | 4class | cloud | valid"),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Other model weights."),
-    sensor: Optional[str] = typer.Option(None, "--sensor", help="Sensor name or YAML."),
+    weights: Path | None = typer.Option(None, "--weights", help="Other model weights."),
+    sensor: str | None = typer.Option(None, "--sensor", help="Sensor name or YAML."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     batch_size: int = typer.Option(4, "--batch-size", help="Windows per model call."),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
-    aoi: Optional[Path] = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
+    aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),
 ) -> None:
     """Mask many products; a failed product is reported and the batch goes on."""
@@ -228,9 +250,15 @@ def batch(
 
     _logging(quiet, False)
     options = {
-        "sensor": sensor, "sar": str(sar) if sar else None, "dem": str(dem) if dem else None,
-        "resolution": resolution, "style": style, "weights": str(weights) if weights else None,
-        "device": device, "batch_size": batch_size, "overlap": overlap,
+        "sensor": sensor,
+        "sar": str(sar) if sar else None,
+        "dem": str(dem) if dem else None,
+        "resolution": resolution,
+        "style": style,
+        "weights": str(weights) if weights else None,
+        "device": device,
+        "batch_size": batch_size,
+        "overlap": overlap,
         "aoi": str(aoi) if aoi else None,
     }
 
@@ -243,8 +271,14 @@ def batch(
     try:
         products = expand_inputs(inputs)
         results = run_batch(
-            products, out_dir, options, pattern=pattern, workers=workers, scheduler=scheduler,
-            overwrite=overwrite or not skip_existing, on_result=show,
+            products,
+            out_dir,
+            options,
+            pattern=pattern,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite or not skip_existing,
+            on_result=show,
         )
     except (InputError, ValueError) as exc:
         _fail(exc)
@@ -282,14 +316,23 @@ class _progress:
         if not self.enabled:
             return None
         from rich.progress import (
-            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
         self.bar = Progress(
-            TextColumn("windows"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=err, transient=True,
+            TextColumn("windows"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
         )
         self.bar.__enter__()
         return self.update
@@ -304,6 +347,86 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+# -- train / evaluate (cloudmask_cli.training) ------------------------------------------------
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config YAML (see examples/train-tiny.yaml)."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue a run from its last.safetensors (training state beside it)."
+    ),
+    init: Path | None = typer.Option(
+        None, "--init", help="Start from these weights (fine-tuning), e.g. the bundled ones."
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", help="Output folder (default: config's out)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+) -> None:
+    """Train or fine-tune on labelled datasets; checkpoints and metrics.jsonl go to --out.
+
+    Multi-GPU: torchrun --nproc_per_node=N -m cloudmask_cli.cli train CONFIG (same command)."""
+    from cloudmask_cli.training.config import load_config
+    from cloudmask_cli.training.loop import train as run_training
+
+    try:
+        cfg = load_config(config)
+        result = run_training(
+            cfg, out=out_dir, resume=resume, init=init, progress=not quiet and err.is_terminal,
+            notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
+        )  # fmt: skip
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    if not quiet:
+        val = result.last("val")
+        loss = f"; validation loss {val['loss']:.4f}" if val else ""
+        out.print(f"{result.out}: {result.steps} steps, {result.epochs} epochs{loss}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(
+        ..., "--data", help="Training-format folder, a dataset in its own layout (--kind), or a "
+        "training config (its validation splits).",
+    ),  # fmt: skip
+    weights: Path | None = typer.Option(None, "--weights", help="Model weights (default: bundled)."),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="Score an existing mask raster (or a folder of <sample id>.tif)."
+    ),
+    kind: str = typer.Option("training", "--kind", help="Dataset layout (cloudsen12, biome-patches, ...)."),
+    split: str | None = typer.Option(None, "--split", help="Split of the dataset (train, val, ...)."),
+    option: list[str] | None = typer.Option(None, "--option", help="Adapter option key=value."),
+    bands: str = typer.Option("all", "--bands", help="all | RGB | RGBN | comma-separated band names."),
+    style: str | None = typer.Option(None, "--style", help="Style of --mask if its tags lack it."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report (JSON) here."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+) -> None:
+    """Score a model or masks against reference labels: the paper's pixel-wise metrics."""
+    import yaml
+
+    from cloudmask_cli.training.evaluate import evaluate as run_evaluation
+    from cloudmask_cli.training.evaluate import tables, write_json
+
+    if weights is not None and mask is not None:
+        _fail(InputError(mask, "give --weights or --mask, not both"))
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(InputError(None, f"--option {item!r}: expected key=value"))
+        options[key] = yaml.safe_load(value)
+    try:
+        report = run_evaluation(
+            data, weights=weights, mask=mask, kind=kind, split=split, options=options, bands=bands,
+            style=style, device=device,
+        )  # fmt: skip
+        if json_out is not None:
+            write_json(report, json_out)
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    if not quiet:
+        for table in tables(report):
+            out.print(table)
 
 
 def main() -> None:

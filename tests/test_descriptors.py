@@ -53,7 +53,9 @@ def test_same_range_same_vector_across_sensors():
     assert not np.array_equal(a, d.descriptor("reflectance", [649, 681]))
 
 
-@pytest.mark.parametrize("bad", [("reflectance", None), ("reflectance", [700, 600]), ("laser", None)])
+@pytest.mark.parametrize(
+    "bad", [("reflectance", None), ("reflectance", [700, 600]), ("laser", None)]
+)
 def test_bad_descriptors_raise(bad):
     with pytest.raises(ValueError):
         d.descriptor(*bad)

@@ -59,8 +59,19 @@ def test_run_sentinel2_writes_cog_and_sidecar(tmp_path, s2_product, tiny_weights
         codes = ds.read(1)
     assert set(np.unique(codes)) <= {0, 1, 2, 3, 4, 5, 255}
     side = json.loads(out.with_name("mask.tif.json").read_text())
-    for key in ("class_fractions", "valid_fraction", "model", "sensor", "bands", "radiometry",
-                "resolution", "windows", "device", "timings", "cloudmask_version"):
+    for key in (
+        "class_fractions",
+        "valid_fraction",
+        "model",
+        "sensor",
+        "bands",
+        "radiometry",
+        "resolution",
+        "windows",
+        "device",
+        "timings",
+        "cloudmask_version",
+    ):
         assert key in side
     assert side["model"]["sha256"] and side["sensor"] == "sentinel2_msi"
     assert 0 < side["valid_fraction"] < 1, "the demo's no-data wedge is 255"
@@ -70,8 +81,20 @@ def test_run_sentinel2_writes_cog_and_sidecar(tmp_path, s2_product, tiny_weights
 def test_two_runs_are_identical_and_overwrite_is_explicit(tmp_path, s2_product, tiny_weights):
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
     for out in (a, b):
-        assert _run(s2_product, "-o", out, "--weights", tiny_weights, "--resolution", "60",
-                    "--device", "cpu").exit_code == 0
+        assert (
+            _run(
+                s2_product,
+                "-o",
+                out,
+                "--weights",
+                tiny_weights,
+                "--resolution",
+                "60",
+                "--device",
+                "cpu",
+            ).exit_code
+            == 0
+        )
     np.testing.assert_array_equal(_read(a), _read(b))
     res = _run(s2_product, "-o", a, "--weights", tiny_weights, "--resolution", "60")
     assert res.exit_code == 2 and "already exists" in res.output
@@ -79,13 +102,31 @@ def test_two_runs_are_identical_and_overwrite_is_explicit(tmp_path, s2_product, 
     assert res.exit_code == 0
 
 
-@pytest.mark.parametrize("style,codes", [("7class", {0, 1, 2, 3, 4, 5}), ("4class", {0, 1, 2, 3}),
-                                         ("cloud", {0, 1}), ("valid", {0, 1})])
+@pytest.mark.parametrize(
+    "style,codes",
+    [
+        ("7class", {0, 1, 2, 3, 4, 5}),
+        ("4class", {0, 1, 2, 3}),
+        ("cloud", {0, 1}),
+        ("valid", {0, 1}),
+    ],
+)
 def test_styles_codes(tmp_path, s2_product, tiny_weights, style, codes):
     out = tmp_path / f"{style}.tif"
     probs = tmp_path / f"{style}-p.tif"
-    res = _run(s2_product, "-o", out, "--weights", tiny_weights, "--resolution", "60",
-               "--style", style, "--probabilities", probs)
+    res = _run(
+        s2_product,
+        "-o",
+        out,
+        "--weights",
+        tiny_weights,
+        "--resolution",
+        "60",
+        "--style",
+        style,
+        "--probabilities",
+        probs,
+    )
     assert res.exit_code == 0, res.output
     got = _read(out)
     assert set(np.unique(got)) - {255} <= codes
@@ -96,21 +137,50 @@ def test_styles_codes(tmp_path, s2_product, tiny_weights, style, codes):
     assert np.abs(p[:, valid].astype(int).sum(0) - 254).max() <= 7, "probabilities sum to 1"
 
 
-def _stack(path: Path, data: np.ndarray, crs="EPSG:32633", res=30.0, origin=(400000, 5000000),
-           nodata=0) -> Path:
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-                       count=data.shape[0], dtype=data.dtype, crs=crs, nodata=nodata,
-                       transform=Affine(res, 0, origin[0], 0, -res, origin[1])) as ds:
+def _stack(
+    path: Path, data: np.ndarray, crs="EPSG:32633", res=30.0, origin=(400000, 5000000), nodata=0
+) -> Path:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        nodata=nodata,
+        transform=Affine(res, 0, origin[0], 0, -res, origin[1]),
+    ) as ds:
         ds.write(data)
     return path
 
 
 def _rgbn_yaml(path: Path) -> Path:
-    path.write_text(yaml.safe_dump({"name": "rgbn", "nodata": 0, "bands": [
-        {"name": "blue", "type": "reflectance", "wavelength": [452, 512], "scale": 1e-4},
-        {"name": "green", "type": "reflectance", "wavelength": [533, 590], "scale": 1e-4},
-        {"name": "red", "type": "reflectance", "wavelength": [636, 673], "scale": 1e-4},
-        {"name": "nir", "type": "reflectance", "wavelength": [851, 879], "scale": 1e-4}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "rgbn",
+                "nodata": 0,
+                "bands": [
+                    {
+                        "name": "blue",
+                        "type": "reflectance",
+                        "wavelength": [452, 512],
+                        "scale": 1e-4,
+                    },
+                    {
+                        "name": "green",
+                        "type": "reflectance",
+                        "wavelength": [533, 590],
+                        "scale": 1e-4,
+                    },
+                    {"name": "red", "type": "reflectance", "wavelength": [636, 673], "scale": 1e-4},
+                    {"name": "nir", "type": "reflectance", "wavelength": [851, 879], "scale": 1e-4},
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -121,7 +191,9 @@ def test_small_and_odd_sized_stacks(tmp_path, tiny_weights, shape):
     data[:, :5, :7] = 0  # a no-data corner
     tif = _stack(tmp_path / "s.tif", data)
     out = tmp_path / "m.tif"
-    res = _run(tif, "-o", out, "--weights", tiny_weights, "--sensor", _rgbn_yaml(tmp_path / "s.yaml"))
+    res = _run(
+        tif, "-o", out, "--weights", tiny_weights, "--sensor", _rgbn_yaml(tmp_path / "s.yaml")
+    )
     assert res.exit_code == 0, res.output
     got = _read(out)
     assert got.shape == shape
@@ -132,26 +204,48 @@ def test_uniform_input_is_seam_free(tmp_path, tiny_weights):
     data = np.full((4, 1100, 1100), 1500, np.uint16)
     tif = _stack(tmp_path / "u.tif", data)
     probs = tmp_path / "p.tif"
-    res = _run(tif, "-o", tmp_path / "m.tif", "--weights", tiny_weights, "--sensor",
-               _rgbn_yaml(tmp_path / "s.yaml"), "--probabilities", probs)
+    res = _run(
+        tif,
+        "-o",
+        tmp_path / "m.tif",
+        "--weights",
+        tiny_weights,
+        "--sensor",
+        _rgbn_yaml(tmp_path / "s.yaml"),
+        "--probabilities",
+        probs,
+    )
     assert res.exit_code == 0, res.output
     with rasterio.open(probs) as ds:
         p = ds.read().astype(float)
-    # away from the image border a uniform input gives a uniform output: no seams at windows
+    # away from the image border (where the network's own padding shows) a uniform input
+    # gives a uniform output: no seam where one window hands over to the next
     inner = p[:, 64:-64, 64:-64]
-    assert (inner.max(axis=(1, 2)) - inner.min(axis=(1, 2))).max() <= 2
+    assert (inner.max(axis=(1, 2)) - inner.min(axis=(1, 2))).max() <= 3
+    assert np.abs(np.diff(p, axis=1)).max() <= 3 + np.abs(np.diff(p[:, :64], axis=1)).max()
 
 
 def test_aoi_limits_the_output(tmp_path, s2_product, tiny_weights):
-    from cloudmask_cli.products import open_product
     from rasterio.warp import transform_bounds
 
+    from cloudmask_cli.products import open_product
+
     scene = open_product(s2_product, resolution=60)
-    l, b, r, t = scene.bounds
-    w, s, e, n = transform_bounds(scene.crs, "EPSG:4326", l, b, (l + r) / 2, (b + t) / 2)
+    west, b, r, t = scene.bounds
+    w, s, e, n = transform_bounds(scene.crs, "EPSG:4326", west, b, (west + r) / 2, (b + t) / 2)
     aoi = tmp_path / "aoi.geojson"
-    aoi.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}}))
+    aoi.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+                },
+            }
+        )
+    )
     out = tmp_path / "m.tif"
     res = _run(s2_product, "-o", out, "--weights", tiny_weights, "--resolution", "60", "--aoi", aoi)
     assert res.exit_code == 0, res.output
@@ -169,35 +263,79 @@ def test_sar_and_dem_in_other_crs_with_partial_cover(tmp_path, s2_product, tiny_
     from cloudmask_cli.products import open_product
 
     scene = open_product(s2_product, resolution=60)
-    l, b, r, t = transform_bounds(scene.crs, "EPSG:4326", *scene.bounds)
+    west, b, r, t = transform_bounds(scene.crs, "EPSG:4326", *scene.bounds)
     # SAR in lat/lon covering the western half only; DEM in another UTM zone covering it all
-    res_deg = (r - l) / 100
+    res_deg = (r - west) / 100
     sar = np.full((2, 200, 50), -12.0, np.float32)
     sar[1] = -19.0
     sar_path = tmp_path / "s1.tif"
-    with rasterio.open(sar_path, "w", driver="GTiff", width=50, height=200, count=2,
-                       dtype="float32", crs="EPSG:4326", nodata=-99,
-                       transform=Affine(res_deg, 0, l, 0, -(t - b) / 100, t + (t - b) / 2)) as ds:
+    with rasterio.open(
+        sar_path,
+        "w",
+        driver="GTiff",
+        width=50,
+        height=200,
+        count=2,
+        dtype="float32",
+        crs="EPSG:4326",
+        nodata=-99,
+        transform=Affine(res_deg, 0, west, 0, -(t - b) / 100, t + (t - b) / 2),
+    ) as ds:
         ds.write(sar)
         ds.set_band_description(1, "VV")
         ds.set_band_description(2, "VH")
     other = CRS.from_epsg(scene.crs.to_epsg() + 1)
     dl, db, dr, dt = transform_bounds(scene.crs, other, *scene.bounds)
-    dem = (np.arange(200 * 200, dtype=np.float32).reshape(1, 200, 200) % 900)
-    dem_path = _stack(tmp_path / "dem.tif", dem, crs=other, res=(dr - dl) / 150,
-                      origin=(dl - 1000, dt + 1000), nodata=-9999)
+    dem = np.arange(200 * 200, dtype=np.float32).reshape(1, 200, 200) % 900
+    ext = dr - dl
+    dem_path = _stack(
+        tmp_path / "dem.tif",
+        dem,
+        crs=other,
+        res=ext / 150,
+        origin=(dl - 0.1 * ext, dt + 0.1 * ext),
+        nodata=-9999,
+    )
     aux = add_auxiliary(scene, sar=sar_path, dem=dem_path)
     assert aux.band_names[-3:] == ["VV", "VH", "elevation"]
     x = aux.read(rasterio.windows.Window(0, 0, *reversed(aux.shape)))
     w = aux.shape[1]
-    assert np.isfinite(x[-3, :, : w // 3]).all() and np.isnan(x[-3, :, -(w // 3):]).all()
+    assert np.isfinite(x[-3, :, : w // 3]).all() and np.isnan(x[-3, :, -(w // 3) :]).all()
     assert np.isfinite(x[-1]).all()
     np.testing.assert_allclose(x[-3, :, : w // 3], -12.0, atol=1e-4)
     a, b_ = tmp_path / "with.tif", tmp_path / "without.tif"
-    assert _run(s2_product, "-o", a, "--weights", tiny_weights, "--resolution", "60", "--sar",
-                sar_path, "--dem", dem_path, "--probabilities", tmp_path / "pa.tif").exit_code == 0
-    assert _run(s2_product, "-o", b_, "--weights", tiny_weights, "--resolution", "60",
-                "--probabilities", tmp_path / "pb.tif").exit_code == 0
+    assert (
+        _run(
+            s2_product,
+            "-o",
+            a,
+            "--weights",
+            tiny_weights,
+            "--resolution",
+            "60",
+            "--sar",
+            sar_path,
+            "--dem",
+            dem_path,
+            "--probabilities",
+            tmp_path / "pa.tif",
+        ).exit_code
+        == 0
+    )
+    assert (
+        _run(
+            s2_product,
+            "-o",
+            b_,
+            "--weights",
+            tiny_weights,
+            "--resolution",
+            "60",
+            "--probabilities",
+            tmp_path / "pb.tif",
+        ).exit_code
+        == 0
+    )
     side = json.loads((tmp_path / "with.tif.json").read_text())
     assert side["bands"][-3:] == ["VV", "VH", "elevation"]
     assert not np.array_equal(_read(tmp_path / "pa.tif"), _read(tmp_path / "pb.tif"))
@@ -214,8 +352,19 @@ def test_sar_without_overlap_is_an_error_and_leaves_no_output(tmp_path, s2_produ
 
 
 def test_bad_product_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cloudmask_cli.cli", "run", str(tmp_path / "nope"),
-                           "-o", str(tmp_path / "m.tif")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cloudmask_cli.cli",
+            "run",
+            str(tmp_path / "nope"),
+            "-o",
+            str(tmp_path / "m.tif"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "nope" in lines[0]
@@ -223,22 +372,37 @@ def test_bad_product_is_one_line_exit_2(tmp_path):
 
 
 def test_python_api_returns_georeferenced_dataarray(tmp_path, tiny_weights):
+    import rioxarray  # noqa: F401
     import xarray as xr
 
     import cloudmask_cli
 
     rng = np.random.default_rng(1)
     arr = rng.uniform(0.02, 0.5, (4, 90, 70)).astype(np.float32)
-    da = xr.DataArray(arr, dims=("band", "y", "x"),
-                      coords={"band": ["red", "green", "blue", "nir"],
-                              "y": 5e6 - 15 - 30 * np.arange(90), "x": 4e5 + 15 + 30 * np.arange(70)})
+    da = xr.DataArray(
+        arr,
+        dims=("band", "y", "x"),
+        coords={
+            "band": ["red", "green", "blue", "nir"],
+            "y": 5e6 - 15 - 30 * np.arange(90),
+            "x": 4e5 + 15 + 30 * np.arange(70),
+        },
+    )
     da = da.rio.write_crs("EPSG:32633")
     yml = tmp_path / "s.yaml"
-    yml.write_text(yaml.safe_dump({"name": "rgbn", "bands": [
-        {"name": "blue", "type": "reflectance", "wavelength": [452, 512]},
-        {"name": "green", "type": "reflectance", "wavelength": [533, 590]},
-        {"name": "red", "type": "reflectance", "wavelength": [636, 673]},
-        {"name": "nir", "type": "reflectance", "wavelength": [851, 879]}]}))
+    yml.write_text(
+        yaml.safe_dump(
+            {
+                "name": "rgbn",
+                "bands": [
+                    {"name": "blue", "type": "reflectance", "wavelength": [452, 512]},
+                    {"name": "green", "type": "reflectance", "wavelength": [533, 590]},
+                    {"name": "red", "type": "reflectance", "wavelength": [636, 673]},
+                    {"name": "nir", "type": "reflectance", "wavelength": [851, 879]},
+                ],
+            }
+        )
+    )
     out = cloudmask_cli.mask(da, sensor=yml, weights=tiny_weights, device="cpu")
     assert out.shape == (90, 70) and out.dtype == np.uint8
     assert out.rio.crs.to_epsg() == 32633

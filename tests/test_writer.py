@@ -10,7 +10,9 @@ from cloudmask_cli.errors import InputError
 from cloudmask_cli.inference.writer import MaskWriter
 from cloudmask_cli.scene import Grid
 
-GRID = Grid.from_bounds(CRS.from_epsg(32629), (500000, 5990000, 500000 + 1300 * 20, 5990000 + 1100 * 20), 20)
+GRID = Grid.from_bounds(
+    CRS.from_epsg(32629), (500000, 5990000, 500000 + 1300 * 20, 5990000 + 1100 * 20), 20
+)
 
 
 def _codes(rows, width, row0):

@@ -26,4 +26,6 @@ def write_demo(path: str | Path, kind: str = "sentinel2", size: int = 600, seed:
         from cloudmask_cli.demo.perusat1 import write_perusat1
 
         return write_perusat1(folder, size=size, seed=seed)
-    raise ValueError(f"unknown demo kind {kind!r} (sentinel2, landsat8, landsat9, landsat7, perusat1)")
+    raise ValueError(
+        f"unknown demo kind {kind!r} (sentinel2, landsat8, landsat9, landsat7, perusat1)"
+    )

@@ -145,7 +145,10 @@ class MaskWriter:
             self.probs = None
             if probabilities is not None:
                 self.probs = _RasterSink(
-                    Path(probabilities), grid, len(CLASSES), {"CLOUDMASK_SCALE": "probability = value / 254; 255 = no data"}
+                    Path(probabilities),
+                    grid,
+                    len(CLASSES),
+                    {"CLOUDMASK_SCALE": "probability = value / 254; 255 = no data"},
                 )
                 for i, name in enumerate(CLASSES, start=1):
                     self.probs.ds.set_band_description(i, f"probability of {name} (value / 254)")

@@ -20,7 +20,9 @@ def identify(path: Path) -> bool:
 
 def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - reader protocol
     if sensor is None:
-        raise InputError(path, "a raster stack needs --sensor NAME|my.yaml to say what its bands are")
+        raise InputError(
+            path, "a raster stack needs --sensor NAME|my.yaml to say what its bands are"
+        )
     try:
         with rasterio.open(path) as ds:
             count, crs, bounds, res = ds.count, ds.crs, tuple(ds.bounds), abs(ds.transform.a)
