@@ -264,9 +264,16 @@ def batch(
 
     def show(r: object) -> None:
         if r.status == "failed":
-            err.print(f"cloudmask: failed: {r.product}: {r.error}", markup=False, highlight=False)
+            err.print(
+                f"cloudmask: failed: {r.product}: {r.error}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         elif not quiet:
-            out.print(f"{r.status:8s} {r.product} ({r.seconds:.1f} s)", highlight=False)
+            out.print(
+                f"{r.status:8s} {r.product} ({r.seconds:.1f} s)", highlight=False, soft_wrap=True
+            )
 
     try:
         products = expand_inputs(inputs)
@@ -354,12 +361,16 @@ class _progress:
 def train(
     config: Path = typer.Argument(..., help="Training config YAML (see examples/train-tiny.yaml)."),
     resume: Path | None = typer.Option(
-        None, "--resume", help="Continue a run from its last.safetensors (training state beside it)."
+        None,
+        "--resume",
+        help="Continue a run from its last.safetensors (training state beside it).",
     ),
     init: Path | None = typer.Option(
         None, "--init", help="Start from these weights (fine-tuning), e.g. the bundled ones."
     ),
-    out_dir: Path | None = typer.Option(None, "--out", help="Output folder (default: config's out)."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Output folder (default: config's out)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Train or fine-tune on labelled datasets; checkpoints and metrics.jsonl go to --out.
@@ -379,23 +390,35 @@ def train(
     if not quiet:
         val = result.last("val")
         loss = f"; validation loss {val['loss']:.4f}" if val else ""
-        out.print(f"{result.out}: {result.steps} steps, {result.epochs} epochs{loss}", highlight=False)
+        out.print(
+            f"{result.out}: {result.steps} steps, {result.epochs} epochs{loss}", highlight=False
+        )
 
 
 @app.command()
 def evaluate(
     data: Path = typer.Option(
-        ..., "--data", help="Training-format folder, a dataset in its own layout (--kind), or a "
+        ...,
+        "--data",
+        help="Training-format folder, a dataset in its own layout (--kind), or a "
         "training config (its validation splits).",
     ),  # fmt: skip
-    weights: Path | None = typer.Option(None, "--weights", help="Model weights (default: bundled)."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Model weights (default: bundled)."
+    ),
     mask: Path | None = typer.Option(
         None, "--mask", help="Score an existing mask raster (or a folder of <sample id>.tif)."
     ),
-    kind: str = typer.Option("training", "--kind", help="Dataset layout (cloudsen12, biome-patches, ...)."),
-    split: str | None = typer.Option(None, "--split", help="Split of the dataset (train, val, ...)."),
+    kind: str = typer.Option(
+        "training", "--kind", help="Dataset layout (cloudsen12, biome-patches, ...)."
+    ),
+    split: str | None = typer.Option(
+        None, "--split", help="Split of the dataset (train, val, ...)."
+    ),
     option: list[str] | None = typer.Option(None, "--option", help="Adapter option key=value."),
-    bands: str = typer.Option("all", "--bands", help="all | RGB | RGBN | comma-separated band names."),
+    bands: str = typer.Option(
+        "all", "--bands", help="all | RGB | RGBN | comma-separated band names."
+    ),
     style: str | None = typer.Option(None, "--style", help="Style of --mask if its tags lack it."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report (JSON) here."),

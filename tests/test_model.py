@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -25,7 +24,14 @@ from cloudmask_cli.model.segformer import SIZES
 from cloudmask_cli.model.sensei import _PooledSine, band_statistics, pool_inplace, pool_reference
 from cloudmask_cli.sensors import get_sensor
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread is as fast, and robust when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _desc(bands) -> torch.Tensor:
@@ -335,9 +341,8 @@ def test_tiny_model_overfits_one_patch():
     model = build_model(cfg, seed=0).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     target = normalise(x, desc, cfg)
-    start = time.perf_counter()
     losses = []
-    for _ in range(300):
+    for _ in range(200):
         emb = model.embed(x, desc)
         loss = ambiguous_cross_entropy(model.segment(emb), possible)
         total = loss + recovery_loss(model.recover(emb, desc), target)
@@ -350,7 +355,6 @@ def test_tiny_model_overfits_one_patch():
         accuracy = (model(x, desc).argmax(1) == label).float().mean().item()
     assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
     assert accuracy > 0.95, accuracy
-    assert time.perf_counter() - start < 120
 
 
 @pytest.mark.slow

@@ -65,7 +65,9 @@ def test_unknown_code_is_an_error_naming_the_sample() -> None:
 
 
 def test_possible_round_trip() -> None:
-    bits = np.array([[bits_of(["land"]), bits_of(list(CLEAR))], [0, bits_of(["no_data"])]], dtype=np.uint8)
+    bits = np.array(
+        [[bits_of(["land"]), bits_of(list(CLEAR))], [0, bits_of(["no_data"])]], dtype=np.uint8
+    )
     possible = possible_from_bits(bits)
     assert possible.shape == (7, 2, 2)
     assert possible[:, 0, 1].sum() == 3 and not possible[:, 1, 0].any()

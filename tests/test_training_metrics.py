@@ -8,7 +8,10 @@ import pytest
 from cloudmask_cli.training.labels import bits_of
 from cloudmask_cli.training.metrics import Confusion, class_bits
 
-B = {c: bits_of([c]) for c in ("land", "water", "snow", "thin_cloud", "thick_cloud", "cloud_shadow", "no_data")}
+B = {
+    c: bits_of([c])
+    for c in ("land", "water", "snow", "thin_cloud", "thick_cloud", "cloud_shadow", "no_data")
+}
 CLEAR_OR_SHADOW = bits_of(["land", "water", "snow", "cloud_shadow"])
 CLOUD = bits_of(["thin_cloud", "thick_cloud"])
 
@@ -70,7 +73,10 @@ def test_per_class_and_report(known: Confusion) -> None:
 
 def test_coarse_mask_predictions_and_undetermined() -> None:
     # a "cloud" style mask predicts {thin, thick}: enough for cloud/non-cloud, not for thin vs thick
-    pred, lab = pixels((10, CLOUD, B["thin_cloud"]), (5, bits_of(["land", "water", "snow", "cloud_shadow"]), B["land"]))
+    pred, lab = pixels(
+        (10, CLOUD, B["thin_cloud"]),
+        (5, bits_of(["land", "water", "snow", "cloud_shadow"]), B["land"]),
+    )
     c = Confusion()
     c.update(pred, lab)
     cloud = c.binary(["thin_cloud", "thick_cloud"])

@@ -37,7 +37,13 @@ def netcdf_classic(path: Path, variables: dict[str, np.ndarray]) -> Path:
 
     h, w = next(iter(variables.values())).shape
     header = b"CDF\x01" + struct.pack(">i", 0)
-    header += struct.pack(">ii", 0x0A, 2) + name("y") + struct.pack(">i", h) + name("x") + struct.pack(">i", w)
+    header += (
+        struct.pack(">ii", 0x0A, 2)
+        + name("y")
+        + struct.pack(">i", h)
+        + name("x")
+        + struct.pack(">i", w)
+    )
     header += b"\0" * 8  # no global attributes
     blobs, entries = [], []
     for var, arr in variables.items():
@@ -50,7 +56,12 @@ def netcdf_classic(path: Path, variables: dict[str, np.ndarray]) -> Path:
     size = len(header) + len(var_list) + sum(len(name(v)) + 4 + 8 + 8 + 12 for v, _, _ in entries)
     offset = size
     for var, kind, n in entries:
-        var_list += name(var) + struct.pack(">iii", 2, 0, 1) + b"\0" * 8 + struct.pack(">iii", kind, n, offset)
+        var_list += (
+            name(var)
+            + struct.pack(">iii", 2, 0, 1)
+            + b"\0" * 8
+            + struct.pack(">iii", kind, n, offset)
+        )
         offset += n
     path.write_bytes(header + var_list + b"".join(blobs))
     return path
@@ -82,9 +93,31 @@ def l8_mtl(sun_elevation: float = 50.0) -> str:
     for b in range(1, 12):
         lines += [f"RADIANCE_MULT_BAND_{b} = 3.3420E-04", f"RADIANCE_ADD_BAND_{b} = 0.10000"]
     for b in range(1, 10):
-        lines += [f"REFLECTANCE_MULT_BAND_{b} = 2.0000E-05", f"REFLECTANCE_ADD_BAND_{b} = -0.100000"]
+        lines += [
+            f"REFLECTANCE_MULT_BAND_{b} = 2.0000E-05",
+            f"REFLECTANCE_ADD_BAND_{b} = -0.100000",
+        ]
     lines += ["END_GROUP = RADIOMETRIC_RESCALING", "GROUP = TIRS_THERMAL_CONSTANTS",
               "K1_CONSTANT_BAND_10 = 774.8853", "K2_CONSTANT_BAND_10 = 1321.0789",
               "K1_CONSTANT_BAND_11 = 480.8883", "K2_CONSTANT_BAND_11 = 1201.1442",
               "END_GROUP = TIRS_THERMAL_CONSTANTS", "END_GROUP = L1_METADATA_FILE", "END"]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def training_set(
+    root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, seed: int = 0
+) -> Path:
+    """A tiny training-format dataset: 4 Sentinel-2 bands, bright = thick cloud (CloudSEN12 codes)."""
+    from cloudmask_cli.training.sample import write_sample
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            cloud = rng.random((size, size)) > 0.6
+            refl = np.where(cloud, 0.6, 0.08) + rng.normal(0, 0.02, (4, size, size))
+            dn = np.clip(refl * 10000, 1, 65535).astype(np.uint16)
+            label = np.where(cloud, 1, 0).astype(np.uint8)
+            write_sample(root / split, f"{split}{i:02d}", dn, label, sensor="sentinel2_msi",
+                         bands=["B02", "B03", "B04", "B08"], scheme="cloudsen12", fmt="npz" if i % 2 else "tif",
+                         scale=[1e-4] * 4, nodata=0)  # fmt: skip
+    return root

@@ -47,6 +47,7 @@ class Optimiser:
 class LossWeights:
     cross_entropy: float = 1.0  # ambiguous cross-entropy (paper eq. 6)
     recovery: float = 1.0  # band-recovery MSE (paper IV-B)
+    recovery_pixels: int | None = 4096  # per sample, on a regular grid (None: every pixel)
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,15 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         p = Path(spec.path).expanduser()
         if base is not None and not p.is_absolute():
             p = base / p
-        sets.append(DatasetSpec(**{**asdict(spec), "path": str(p), "name": spec.name or f"{spec.kind}{i}"}))
-    nested = {"bands": BandSampling, "augment": Augmentation, "loss": LossWeights, "optimiser": Optimiser}
+        sets.append(
+            DatasetSpec(**{**asdict(spec), "path": str(p), "name": spec.name or f"{spec.kind}{i}"})
+        )
+    nested = {
+        "bands": BandSampling,
+        "augment": Augmentation,
+        "loss": LossWeights,
+        "optimiser": Optimiser,
+    }
     top = {f.name for f in fields(TrainConfig)} - {"path", "datasets"}
     unknown = sorted(set(data) - top - {"datasets"})
     if unknown:

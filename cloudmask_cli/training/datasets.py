@@ -23,7 +23,9 @@ from cloudmask_cli.training.sample import Box, RawSample
 Key = tuple[int, int]  # (draw number, sample index): the draw seeds the randomness
 
 
-def _item(sample: RawSample, box: Box, band_idx: list[int], crop: int) -> tuple[np.ndarray, np.ndarray]:
+def _item(
+    sample: RawSample, box: Box, band_idx: list[int], crop: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a window, turn labels into class bits, pad to ``crop`` (NaN, unlabelled)."""
     x, label = sample.read(box, band_idx)
     bits = load_scheme(sample.scheme).bits(label, sample.id)

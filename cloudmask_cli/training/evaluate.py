@@ -59,7 +59,10 @@ def select_bands(bands: Sequence[Band], spec: str, where: str = "") -> list[int]
 
 
 def load_eval_sets(
-    data: str | Path, kind: str = "training", split: str | None = None, options: dict[str, Any] | None = None
+    data: str | Path,
+    kind: str = "training",
+    split: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> list[tuple[str, list[RawSample]]]:
     """(name, samples) to evaluate: a config's validation splits, or one dataset."""
     path = Path(data)
@@ -74,14 +77,21 @@ def load_eval_sets(
             sets = []
             for spec in cfg.datasets:
                 if spec.val is not None:
-                    sets.append((spec.name, open_dataset(spec.kind, spec.path, split or spec.val, spec.options)))
+                    sets.append(
+                        (
+                            spec.name,
+                            open_dataset(spec.kind, spec.path, split or spec.val, spec.options),
+                        )
+                    )
             if not sets:
                 raise InputError(path, "no dataset in the config has a val split to evaluate")
             return sets
     return [(path.name, open_dataset(kind, path, split, options))]
 
 
-def _model_predict(weights: str | Path | None, device_spec: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def _model_predict(
+    weights: str | Path | None, device_spec: str
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     from cloudmask_cli.inference.engine import select_device
     from cloudmask_cli.model.checkpoint import load_checkpoint
     from cloudmask_cli.weights import default_weights
@@ -118,7 +128,9 @@ def _mask_bits(path: Path, style: str | None) -> tuple[np.ndarray, str]:
 def _mask_for(mask: Path, sample: RawSample, single: bool) -> Path:
     if mask.is_file():
         if not single:
-            raise InputError(mask, "one mask file given for several samples: pass a folder of <id>.tif")
+            raise InputError(
+                mask, "one mask file given for several samples: pass a folder of <id>.tif"
+            )
         return mask
     path = mask / f"{sample.id}.tif"
     if not path.is_file():
@@ -163,7 +175,9 @@ def evaluate(
             else:
                 pred, style = _mask_bits(_mask_for(Path(mask), sample, total == 1), style)  # type: ignore[arg-type]
                 if pred.shape != ref.shape:
-                    raise InputError(mask, f"mask {pred.shape} and labels {ref.shape} differ in size")
+                    raise InputError(
+                        mask, f"mask {pred.shape} and labels {ref.shape} differ in size"
+                    )
             conf.update(pred, ref)
             done += 1
             if progress:
@@ -203,5 +217,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
         groups.add_column(col, justify="right" if col else "left")
     for name, key in (("cloud / non-cloud", "cloud"), ("invalid / valid", "invalid")):
         m = r[key]
-        groups.add_row(name, *(pct(m[k]) for k in ("precision", "recall", "f1", "balanced_accuracy", "iou")))
+        groups.add_row(
+            name, *(pct(m[k]) for k in ("precision", "recall", "f1", "balanced_accuracy", "iou"))
+        )
     return [per, groups]

@@ -68,7 +68,9 @@ class LabelScheme:
         """uint8 class bits of a label raster in this scheme's codes."""
         if label.dtype != np.uint8:
             if label.size and (label.min() < 0 or label.max() > 255):
-                raise InputError(where or None, f"label values outside 0..255 for scheme {self.name}")
+                raise InputError(
+                    where or None, f"label values outside 0..255 for scheme {self.name}"
+                )
             label = label.astype(np.uint8)
         bad = ~self.defined[label]
         if bad.any():
@@ -96,7 +98,9 @@ def possible_from_bits(bits: np.ndarray) -> np.ndarray:
 def bits_from_possible(possible: np.ndarray, axis: int = 0) -> np.ndarray:
     """bool with 7 classes on ``axis`` -> uint8 7-bit masks (that axis removed)."""
     possible = np.moveaxis(np.asarray(possible), axis, 0)
-    weights = (1 << np.arange(N_CLASSES, dtype=np.uint16)).reshape((-1,) + (1,) * (possible.ndim - 1))
+    weights = (1 << np.arange(N_CLASSES, dtype=np.uint16)).reshape(
+        (-1,) + (1,) * (possible.ndim - 1)
+    )
     return (possible.astype(np.uint16) * weights).sum(axis=0).astype(np.uint8)
 
 
@@ -137,7 +141,9 @@ def load_scheme(name_or_path: str) -> LabelScheme:
     if not text.endswith((".yaml", ".yml")):
         path = _bundled_dir() / f"{text}.yaml"
         if not path.is_file():
-            raise InputError(text, f"unknown label scheme (bundled: {', '.join(bundled_schemes())})")
+            raise InputError(
+                text, f"unknown label scheme (bundled: {', '.join(bundled_schemes())})"
+            )
     if not path.is_file():
         raise InputError(path, "label scheme file not found")
     try:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -30,7 +29,12 @@ from cloudmask_cli.model.losses import ambiguous_cross_entropy, recovery_loss
 from cloudmask_cli.model.network import CloudMaskNet, ModelConfig, build_model, normalise
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.config import TrainConfig
-from cloudmask_cli.training.datasets import MixedSampler, TrainingDataset, ValidationDataset, collate
+from cloudmask_cli.training.datasets import (
+    MixedSampler,
+    TrainingDataset,
+    ValidationDataset,
+    collate,
+)
 from cloudmask_cli.training.labels import bits_from_possible
 from cloudmask_cli.training.metrics import Confusion, class_bits
 from cloudmask_cli.training.sample import RawSample
@@ -41,18 +45,37 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 class TrainingModule(nn.Module):
-    """The network plus its recovery head in one forward, so DDP sees every parameter used."""
+    """The network plus its recovery head in one forward, so DDP sees every parameter used.
 
-    def __init__(self, net: CloudMaskNet, recovery: bool) -> None:
+    The recovery head is per-pixel (1x1 layers), so its MSE is estimated on a regular grid of
+    about ``recovery_pixels`` pixels per sample (random offset each step) instead of every pixel:
+    at 256 px the full-resolution head costs more than the whole SegFormer on a CPU.
+    """
+
+    def __init__(
+        self, net: CloudMaskNet, recovery: bool, recovery_pixels: int | None = None
+    ) -> None:
         super().__init__()
         self.net = net
         self.recovery = recovery
+        self.recovery_pixels = recovery_pixels
 
-    def forward(self, x: Tensor, descriptors: Tensor, band_mask: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, descriptors: Tensor, band_mask: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(logits, recovered bands or None, the input pixels they recover)."""
         emb = self.net.embed(x, descriptors, band_mask)
         logits = self.net.segment(emb)
-        rec = self.net.recover(emb, descriptors) if self.recovery else None
-        return logits, rec
+        if not self.recovery:
+            return logits, None, x
+        h, w = x.shape[-2:]
+        stride = 1
+        if self.recovery_pixels:
+            stride = max(1, int(math.sqrt(h * w / self.recovery_pixels)))
+        if stride > 1:
+            oy, ox = (int(v) for v in torch.randint(0, stride, (2,)))
+            emb, x = emb[:, :, oy::stride, ox::stride], x[:, :, oy::stride, ox::stride]
+        return logits, self.net.recover(emb, descriptors), x
 
 
 @dataclass
@@ -122,7 +145,9 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         raise InputError(cfg.path or None, f"model: {exc}") from None
 
 
-def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], list[tuple[str, list[RawSample]]]]:
+def load_splits(
+    cfg: TrainConfig,
+) -> tuple[list[list[RawSample]], list[tuple[str, list[RawSample]]]]:
     """Training samples per dataset, and (name, validation samples) for those with a val split."""
     train, val = [], []
     for spec in cfg.datasets:
@@ -158,14 +183,16 @@ def _losses(
     net: CloudMaskNet,
     logits: Tensor,
     rec: Tensor | None,
+    x: Tensor,
     batch: dict[str, Tensor],
     cfg: TrainConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """(weighted total, ambiguous cross-entropy, recovery MSE of ``rec`` against ``x``)."""
     ce = ambiguous_cross_entropy(logits, batch["possible"])
     if rec is None:
         rl = torch.zeros((), device=logits.device)
     else:
-        target = normalise(batch["x"], batch["descriptors"], net.config)
+        target = normalise(x, batch["descriptors"], net.config)
         valid = batch["band_mask"][:, :, None, None].expand_as(target)
         rl = recovery_loss(rec, target, valid)
     return cfg.loss.cross_entropy * ce + cfg.loss.recovery * rl, ce, rl
@@ -194,7 +221,7 @@ def validate(
                 break
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast():
-                logits, _ = module(batch["x"], batch["descriptors"], batch["band_mask"])
+                logits, _, _ = module(batch["x"], batch["descriptors"], batch["band_mask"])
             logits = logits.float()
             loss_sum += ambiguous_cross_entropy(logits, batch["possible"], reduction="sum").double()
             px += batch["possible"].any(dim=1).sum().double()
@@ -222,18 +249,30 @@ def validate(
     return out
 
 
-def _val_loaders(val: list[tuple[str, list[RawSample]]], cfg: TrainConfig, dist: Dist) -> list[tuple[str, DataLoader]]:
+def _val_loaders(
+    val: list[tuple[str, list[RawSample]]], cfg: TrainConfig, dist: Dist
+) -> list[tuple[str, DataLoader]]:
     loaders = []
     for name, samples in val:
         ds = ValidationDataset(samples, cfg.crop)
         sampler = (
-            torch.utils.data.distributed.DistributedSampler(ds, dist.world, dist.rank, shuffle=False)
+            torch.utils.data.distributed.DistributedSampler(
+                ds, dist.world, dist.rank, shuffle=False
+            )
             if dist.world > 1
             else None
         )
         loaders.append(
-            (name, DataLoader(ds, batch_size=cfg.val_batch_size, sampler=sampler, collate_fn=collate,
-                              num_workers=cfg.workers))  # fmt: skip
+            (
+                name,
+                DataLoader(
+                    ds,
+                    batch_size=cfg.val_batch_size,
+                    sampler=sampler,
+                    collate_fn=collate,
+                    num_workers=cfg.workers,
+                ),
+            )  # fmt: skip
         )
     return loaders
 
@@ -243,7 +282,11 @@ def _progress(enabled: bool, total: int) -> Any:
         return None
     from rich.console import Console
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )  # fmt: skip
 
@@ -292,9 +335,13 @@ def train(
     progress: bool = False,
     distributed: bool | None = None,
     validate_first: bool = False,
+    max_steps: int | None = None,
     notice: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train as ``cfg`` says; returns the metrics history. See the module docstring."""
+    """Train as ``cfg`` says; returns the metrics history. See the module docstring.
+
+    ``max_steps`` stops after that many optimiser steps in all (counting those before a resume),
+    saving ``last`` with its training state: ``--resume`` then continues mid-epoch exactly."""
     notice = notice or (lambda m: None)
     dist = _init_distributed(distributed, cfg.device)
     if cfg.threads:
@@ -309,7 +356,9 @@ def train(
     if init is not None:
         net, mcfg, _ = load_checkpoint(init, device="cpu")
         if cfg.model and model_config(cfg) != mcfg:
-            notice(f"--init {init}: its architecture is used; the config's model section is ignored")
+            notice(
+                f"--init {init}: its architecture is used; the config's model section is ignored"
+            )
     else:
         mcfg = model_config(cfg)
         net = build_model(mcfg, seed=cfg.seed)
@@ -320,13 +369,15 @@ def train(
         if state_info.get("config") != cfg.to_dict():
             notice(f"--resume {resume}: the config differs from the one the run started with")
     net = net.to(device).train()
-    module: nn.Module = TrainingModule(net, recovery=cfg.loss.recovery > 0)
+    module: nn.Module = TrainingModule(net, cfg.loss.recovery > 0, cfg.loss.recovery_pixels)
     if dist.active:
         ids = [device.index] if device.type == "cuda" else None
         module = nn.parallel.DistributedDataParallel(
             module, device_ids=ids, find_unused_parameters=cfg.loss.recovery <= 0
         )
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.optimiser.warmup_start, weight_decay=cfg.optimiser.weight_decay)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=cfg.optimiser.warmup_start, weight_decay=cfg.optimiser.weight_decay
+    )
     schedule = PlateauSchedule.from_config(cfg.optimiser)
     autocast, scaler = _autocast(device, cfg.amp)
     epoch, step_in_epoch = 0, 0
@@ -376,8 +427,9 @@ def train(
                 for group in opt.param_groups:
                     group["lr"] = schedule.rate()
                 with autocast():
-                    logits, rec = module(batch["x"], batch["descriptors"], batch["band_mask"])
-                loss, ce, rl = _losses(net, logits.float(), None if rec is None else rec.float(), batch, cfg)
+                    logits, rec, xs = module(batch["x"], batch["descriptors"], batch["band_mask"])
+                rec = None if rec is None else rec.float()
+                loss, ce, rl = _losses(net, logits.float(), rec, xs, batch, cfg)
                 opt.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -401,20 +453,44 @@ def train(
                                "loss": loss.item(), "cross_entropy": ce.item(), "recovery": rl.item(),
                                "seconds": round(elapsed, 4)})  # fmt: skip
                 if bar is not None:
-                    bar.update(0, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-                if cfg.checkpoint_every and schedule.step % cfg.checkpoint_every == 0 and dist.main:
+                    bar.update(
+                        0,
+                        advance=1,
+                        epoch=f"{epoch + 1}/{cfg.epochs}",
+                        loss=f"{loss.item():.4f}",
+                        lr=f"{lr:.2e}",
+                    )
+                stop = max_steps is not None and schedule.step >= max_steps
+                periodic = cfg.checkpoint_every and schedule.step % cfg.checkpoint_every == 0
+                if (stop or periodic) and step_in_epoch < cfg.steps_per_epoch and dist.main:
                     _save(out_dir, "last", net, opt, cfg, info(), torch.float32, with_state=True)
+                if stop:
+                    break
+            if step_in_epoch < cfg.steps_per_epoch:  # stopped mid-epoch by max_steps
+                break
             validation = None
             if val_loaders:
                 validation = validate(module, net, val_loaders, device, cfg, autocast, dist)
                 best = schedule.on_validation(validation["loss"])
-                log.write({"type": "val", "epoch": epoch, "step": schedule.step, "lr": schedule.rate(), **validation})
+                log.write(
+                    {
+                        "type": "val",
+                        "epoch": epoch,
+                        "step": schedule.step,
+                        "lr": schedule.rate(),
+                        **validation,
+                    }
+                )
                 if best and dist.main:
                     _save(out_dir, "best", net, opt, cfg, {**info(validation), "epoch": epoch + 1,
                                                            "step_in_epoch": 0}, dtype, with_state=False)  # fmt: skip
             epoch, step_in_epoch = epoch + 1, 0
             if dist.main:
-                _save(out_dir, "last", net, opt, cfg, info(validation), torch.float32, with_state=True)
+                _save(
+                    out_dir, "last", net, opt, cfg, info(validation), torch.float32, with_state=True
+                )
+            if max_steps is not None and schedule.step >= max_steps:
+                break
     finally:
         if bar is not None:
             bar.stop()
@@ -424,8 +500,3 @@ def train(
 def _batches(loader: DataLoader, device: torch.device) -> Iterator[dict[str, Tensor]]:
     for batch in loader:
         yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def set_seed_everywhere(seed: int) -> None:  # pragma: no cover - convenience for notebooks
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -52,7 +52,9 @@ class Confusion:
     def __init__(self) -> None:
         self.counts = np.zeros((N, N), dtype=np.int64)
 
-    def update(self, pred_bits: np.ndarray, label_bits: np.ndarray, valid: np.ndarray | None = None) -> None:
+    def update(
+        self, pred_bits: np.ndarray, label_bits: np.ndarray, valid: np.ndarray | None = None
+    ) -> None:
         """Add pixels: prediction and label class sets (uint8 bits), optionally only ``valid``."""
         p = np.asarray(pred_bits, dtype=np.int64).ravel()
         lab = np.asarray(label_bits, dtype=np.int64).ravel()

@@ -131,7 +131,9 @@ class StoredSample(RawSample):
             with np.load(self.image, allow_pickle=False) as z:
                 return {"image": z["image"], "label": z["label"]}
         except (OSError, KeyError, ValueError) as exc:
-            raise InputError(self.image, f"not a training .npz with image and label ({exc})") from None
+            raise InputError(
+                self.image, f"not a training .npz with image and label ({exc})"
+            ) from None
 
     def _read(self, box: Box, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
         r, c, h, w = box
@@ -206,7 +208,9 @@ def load_stored(root: str | Path, split: str | None = None) -> list[StoredSample
         return [read_sample_meta(root)]
     folder = root / split if split else root
     if not folder.is_dir():
-        raise InputError(folder, "no such training data folder" + (f" (split {split!r})" if split else ""))
+        raise InputError(
+            folder, "no such training data folder" + (f" (split {split!r})" if split else "")
+        )
     metas = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
     if not metas:
         raise InputError(folder, "holds no sample metadata files (<id>.yaml)")
@@ -289,7 +293,9 @@ def write_sample(
     return path
 
 
-def _write_tif(path: Path, data: np.ndarray, crs: Any, transform: Any, nodata: float | None) -> None:
+def _write_tif(
+    path: Path, data: np.ndarray, crs: Any, transform: Any, nodata: float | None
+) -> None:
     profile: dict[str, Any] = {
         "driver": "GTiff",
         "count": data.shape[0],

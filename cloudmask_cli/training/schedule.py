@@ -55,5 +55,9 @@ class PlateauSchedule:
         return d
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.step, self.stage, self.bad_epochs = int(d["step"]), int(d["stage"]), int(d["bad_epochs"])
+        self.step, self.stage, self.bad_epochs = (
+            int(d["step"]),
+            int(d["stage"]),
+            int(d["bad_epochs"]),
+        )
         self.best = math.inf if d.get("best") is None else float(d["best"])

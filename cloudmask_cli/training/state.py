@@ -25,7 +25,9 @@ def state_paths(checkpoint: str | os.PathLike[str]) -> tuple[Path, Path]:
     """(tensors, json) paths of the training state beside ``…/name.safetensors``."""
     p = Path(checkpoint)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".yaml", ".yml") else p
-    return stem.with_name(stem.name + ".state.safetensors"), stem.with_name(stem.name + ".state.json")
+    return stem.with_name(stem.name + ".state.safetensors"), stem.with_name(
+        stem.name + ".state.json"
+    )
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,12 +87,16 @@ def save_state(
     return tensor_path, json_path
 
 
-def load_state(checkpoint: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_state(
+    checkpoint: str | os.PathLike[str],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, info) of the training state beside ``checkpoint``."""
     tensor_path, json_path = state_paths(checkpoint)
     for p in (tensor_path, json_path):
         if not p.is_file():
-            raise InputError(p, "training state for --resume is missing (written beside last.safetensors)")
+            raise InputError(
+                p, "training state for --resume is missing (written beside last.safetensors)"
+            )
     try:
         info = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -104,7 +110,9 @@ def load_state(checkpoint: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
     return tensors, info
 
 
-def restore(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+def restore(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]
+) -> None:
     """Load the optimiser state and the RNG states saved by `save_state`."""
     optimizer.load_state_dict(_unflatten_optimizer(tensors, info["optimizer"]))
     torch.set_rng_state(tensors["rng.cpu"])

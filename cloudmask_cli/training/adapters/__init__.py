@@ -79,11 +79,19 @@ def convert(
         image, label = s.read()
         if skip_unlabelled and not load_scheme(s.scheme).bits(label, s.id).any():
             continue
-        sensor = Sensor(name=_sensor_name(s), bands=s.bands)
+        name = _sensor_name(s)  # a bundled sensor by name; mixed modalities inline
+        sensor: Sensor | str = name if name else Sensor(name="custom", bands=s.bands)
         written.append(
             write_sample(
-                folder, s.id, image, label, sensor=sensor, bands=[b.name for b in s.bands],
-                scheme=s.scheme, fmt=fmt, source={"dataset": kind, "path": str(src)},
+                folder,
+                s.id,
+                image,
+                label,
+                sensor=sensor,
+                bands=[b.name for b in s.bands],
+                scheme=s.scheme,
+                fmt=fmt,
+                source={"dataset": kind, "path": str(src)},
             )  # fmt: skip
         )
         if progress:
@@ -91,13 +99,13 @@ def convert(
     return written
 
 
-def _sensor_name(sample: RawSample) -> str:
+def _sensor_name(sample: RawSample) -> str | None:
     from cloudmask_cli.sensors import bundled_sensors
 
     for name, sens in bundled_sensors().items():
         if all(b in sens.bands for b in sample.bands):
             return name
-    return "custom"
+    return None
 
 
 __all__ = ["ADAPTERS", "convert", "open_dataset"]

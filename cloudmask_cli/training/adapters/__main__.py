@@ -12,8 +12,10 @@ from cloudmask_cli.training.adapters import ADAPTERS, convert
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cloudmask_cli.training.adapters",
-                                description="Convert a public cloud dataset to the training format.")
+    p = argparse.ArgumentParser(
+        prog="python -m cloudmask_cli.training.adapters",
+        description="Convert a public cloud dataset to the training format.",
+    )
     p.add_argument("kind", choices=sorted(ADAPTERS))
     p.add_argument("src")
     p.add_argument("dst")

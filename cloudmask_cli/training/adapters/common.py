@@ -67,7 +67,9 @@ class RasterSample(RawSample):
         out = np.empty((len(bands), h, w), dtype=np.float32)
         for k, i in enumerate(bands):
             f = self.files[i]
-            dn = read_raster_window(f.path, abs_box, [f.index], what=f"band {self.bands[i].name}")[0]
+            dn = read_raster_window(f.path, abs_box, [f.index], what=f"band {self.bands[i].name}")[
+                0
+            ]
             x = f.radiometry.apply(dn)
             bad = ~np.isfinite(x)
             for v in f.nodata:

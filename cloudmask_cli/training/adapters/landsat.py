@@ -73,9 +73,8 @@ def biome(
 ) -> list[SceneSample]:
     """L8 Biome scenes as ``patch``-pixel tiles. ``shadow``: ``auto`` (a scene whose mask holds
     any shadow pixel was shadow-annotated), ``partial`` or ``annotated`` for every scene."""
-    from rasterio.errors import RasterioError
-
     import rasterio
+    from rasterio.errors import RasterioError
 
     out: list[SceneSample] = []
     bands = sensor_bands("landsat8_oli_tirs", BIOME_BANDS)
@@ -89,13 +88,17 @@ def biome(
             with rasterio.open(mask) as ds:
                 if (ds.height, ds.width) != scene.shape:
                     raise InputError(mask, f"is {ds.height}x{ds.width}, the bands {scene.shape}")
-                annotated = shadow == "annotated" or (shadow == "auto" and bool((ds.read(1) == 64).any()))
+                annotated = shadow == "annotated" or (
+                    shadow == "auto" and bool((ds.read(1) == 64).any())
+                )
         except RasterioError as exc:
             raise InputError(mask, f"cannot read mask ({exc})") from None
         scheme = "biome_with_shadow" if annotated else "biome"
         for r, c, h, w in tiles(scene.shape, patch):
             out.append(
-                _PixelLabelScene(f"{folder.name}_{r}_{c}", bands, scheme, str(folder), str(mask), (r, c), (h, w))
+                _PixelLabelScene(
+                    f"{folder.name}_{r}_{c}", bands, scheme, str(folder), str(mask), (r, c), (h, w)
+                )
             )
     if not out:
         raise none_found(Path(root), "Biome scenes (a folder with *_MTL.txt and *_fixedmask.img)")
@@ -147,7 +150,9 @@ def l7_radiometry(mtl: MTL, band: str) -> Radiometry:
     return Radiometry(scale=gain * k, offset=bias * k)
 
 
-def l7irish(root: Path, split: str | None = None, patch: int = 512, val_fraction: float = 0.1) -> list[RasterSample]:
+def l7irish(
+    root: Path, split: str | None = None, patch: int = 512, val_fraction: float = 0.1
+) -> list[RasterSample]:
     """L7 Irish scenes with their 2019 masks, as ``patch``-pixel tiles (pan band skipped)."""
     out: list[RasterSample] = []
     names = tuple(L7_FILES)
@@ -170,8 +175,15 @@ def l7irish(root: Path, split: str | None = None, patch: int = 512, val_fraction
                 raise InputError(f.path, f"is not on the mask's {shape} pixel grid")
         for r, c, h, w in tiles(shape, patch):
             out.append(
-                RasterSample(f"{folder.name}_{r}_{c}", bands, "l7irish", tuple(files), str(mask),
-                             origin=(r, c), size=(h, w))  # fmt: skip
+                RasterSample(
+                    f"{folder.name}_{r}_{c}",
+                    bands,
+                    "l7irish",
+                    tuple(files),
+                    str(mask),
+                    origin=(r, c),
+                    size=(h, w),
+                )  # fmt: skip
             )
     if not out:
         raise none_found(Path(root), "L7 Irish scenes (a folder with *_MTL.txt and *_mask2019.TIF)")

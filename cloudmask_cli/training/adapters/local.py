@@ -27,7 +27,9 @@ BIOME_PATCH_BANDS = ("B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10")
 ONCLOUDN_BANDS = ("B02", "B03", "B04", "B08")
 
 
-def biome_patches(root: Path, split: str | None = "train", shadow: str = "partial") -> list[RasterSample]:
+def biome_patches(
+    root: Path, split: str | None = "train", shadow: str = "partial"
+) -> list[RasterSample]:
     """The Landsat 8 Biome patches; ``shadow``: ``partial`` (clear may be shadow, as the data's
     README advises) or ``annotated`` (trust that clear is never shadow)."""
     schemes = {"partial": "biome", "annotated": "biome_with_shadow"}
@@ -49,7 +51,9 @@ def biome_patches(root: Path, split: str | None = "train", shadow: str = "partia
     return out
 
 
-def oncloudn(root: Path, split: str | None = "train", val_fraction: float = 0.25) -> list[RasterSample]:
+def oncloudn(
+    root: Path, split: str | None = "train", val_fraction: float = 0.25
+) -> list[RasterSample]:
     """The On Cloud N chips (Sentinel-2 L2A, 10 m)."""
     root = Path(root)
     features = require_dir(root / "features", "On Cloud N features")

@@ -39,13 +39,18 @@ def cloudperu2(
     bands = sensor_bands("perusat1_naomi", names)
     out = []
     for images in sorted(p for p in root.rglob("*") if p.is_dir() and p.name.lower() == "images"):
-        masks = next((p for p in images.parent.iterdir() if p.is_dir() and p.name.lower() == "masks"), None)
+        masks = next(
+            (p for p in images.parent.iterdir() if p.is_dir() and p.name.lower() == "masks"), None
+        )
         if masks is None:
             raise InputError(images, "has no sibling masks folder")
         for image in sorted(images.glob("*.tif")) + sorted(images.glob("*.TIF")):
             if not in_split(image.stem, split, val_fraction):
                 continue
-            mask = next((m for m in masks.glob(f"{image.stem}.*") if m.suffix.lower() in (".tif", ".png")), None)
+            mask = next(
+                (m for m in masks.glob(f"{image.stem}.*") if m.suffix.lower() in (".tif", ".png")),
+                None,
+            )
             if mask is None:
                 raise InputError(image, f"has no mask {image.stem}.tif|png in {masks}")
             with rasterio.open(image) as ds:
@@ -53,10 +58,14 @@ def cloudperu2(
             if count != len(names):
                 raise InputError(image, f"has {count} bands; band_order names {len(names)}")
             if scale is None and not dtype.startswith("float"):
-                raise InputError(image, f"is {dtype}: give the DN -> reflectance scale (option scale)")
+                raise InputError(
+                    image, f"is {dtype}: give the DN -> reflectance scale (option scale)"
+                )
             rad = Radiometry(scale=1.0 if scale is None else scale, offset=offset)
             files = tuple(BandFile(str(image), i + 1, rad) for i in range(count))
-            out.append(RasterSample(image.stem, bands, "cloudperu2", files, str(mask), label_lut=MASK_LUT))
+            out.append(
+                RasterSample(image.stem, bands, "cloudperu2", files, str(mask), label_lut=MASK_LUT)
+            )
     if not out:
         raise none_found(root, "CloudPeru2 tiles (images/*.tif with masks/)")
     return out

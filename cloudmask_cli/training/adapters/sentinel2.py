@@ -41,12 +41,26 @@ from cloudmask_cli.training.adapters.common import (
 )
 from cloudmask_cli.training.sample import Box, RawSample
 
-S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+S2_BANDS = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+)
 CS12_SPLITS = {"train": "0", "val": "1", "test": "2"}
 
 
 def _s2_name(description: str) -> str | None:
-    """"B1" / "B01" / "B8A" -> the bundled sensor's band name, else None."""
+    """ "B1" / "B01" / "B8A" -> the bundled sensor's band name, else None."""
     d = description.strip().upper()
     if d == "B8A":
         return d
@@ -66,7 +80,11 @@ def _descriptions(path: Path) -> list[str]:
 
 # -- CloudSEN12 -------------------------------------------------------------------------------
 def cloudsen12(
-    root: Path, split: str | None = "train", level: str = "l1c", sar: bool = False, val_fraction: float = 0.1
+    root: Path,
+    split: str | None = "train",
+    level: str = "l1c",
+    sar: bool = False,
+    val_fraction: float = 0.1,
 ) -> list[RasterSample]:
     """CloudSEN12 high-quality patches (509 x 509, 10 m)."""
     root = Path(root)
@@ -100,7 +118,9 @@ def cloudsen12(
         sid = f"{folder.parent.name}_{folder.name}"
         out.append(RasterSample(sid, bands, "cloudsen12", tuple(files), str(label)))
     if not out:
-        raise none_found(root, f"CloudSEN12 patches (<roi>/<s2_id>/labels/manual_hq.tif) in split {split!r}")
+        raise none_found(
+            root, f"CloudSEN12 patches (<roi>/<s2_id>/labels/manual_hq.tif) in split {split!r}"
+        )
     return out
 
 
@@ -115,7 +135,9 @@ def _cloudsen12_folders(root: Path, split: str | None, val_fraction: float) -> l
                 continue
             if split not in (None, "all") and "test" in row:
                 if split not in CS12_SPLITS:
-                    raise ValueError(f"CloudSEN12 split must be train, val, test or all, got {split!r}")
+                    raise ValueError(
+                        f"CloudSEN12 split must be train, val, test or all, got {split!r}"
+                    )
                 if str(row["test"]).strip() != CS12_SPLITS[split]:
                     continue
             folder = root / row["roi_id"] / row["s2_id_gee"]
@@ -153,8 +175,12 @@ class NpySample(RawSample):
         r, c, h, w = box
         img = self._load(self.image_path)
         if img.ndim != 3 or img.shape[2] != len(self.bands):
-            raise InputError(self.image_path, f"expected [H, W, {len(self.bands)}], got {img.shape}")
-        image = np.moveaxis(np.asarray(img[r : r + h, c : c + w][:, :, bands], dtype=np.float32), -1, 0)
+            raise InputError(
+                self.image_path, f"expected [H, W, {len(self.bands)}], got {img.shape}"
+            )
+        image = np.moveaxis(
+            np.asarray(img[r : r + h, c : c + w][:, :, bands], dtype=np.float32), -1, 0
+        )
         onehot = np.asarray(self._load(self.mask_path)[r : r + h, c : c + w])
         label = np.where(onehot.any(axis=-1), onehot.argmax(axis=-1), 255).astype(np.uint8)
         return image, label
@@ -176,8 +202,16 @@ def cmc(root: Path, split: str | None = None, val_fraction: float = 0.1) -> list
         mask = root / "masks" / image.name
         if not mask.is_file():
             raise InputError(image, f"has no mask {mask}")
-        marked = str(tags.get(image.stem, {}).get("shadows_marked", "0")).strip() in ("1", "True", "true")
-        out.append(NpySample(image.stem, bands, "cmc" if marked else "cmc_no_shadow", str(image), str(mask)))
+        marked = str(tags.get(image.stem, {}).get("shadows_marked", "0")).strip() in (
+            "1",
+            "True",
+            "true",
+        )
+        out.append(
+            NpySample(
+                image.stem, bands, "cmc" if marked else "cmc_no_shadow", str(image), str(mask)
+            )
+        )
     if not out:
         raise none_found(root, "Cloud Mask Catalogue subscenes (subscenes/*.npy)")
     return out
@@ -185,7 +219,11 @@ def cmc(root: Path, split: str | None = None, val_fraction: float = 0.1) -> list
 
 # -- KappaSet ---------------------------------------------------------------------------------
 def kappaset(
-    root: Path, split: str | None = None, val_fraction: float = 0.1, scale: float = 6.5535, offset: float = 0.0
+    root: Path,
+    split: str | None = None,
+    val_fraction: float = 0.1,
+    scale: float = 6.5535,
+    offset: float = 0.0,
 ) -> list[RasterSample]:
     """KappaSet subtiles (512 x 512, 10 m)."""
     root = Path(root)
@@ -231,13 +269,17 @@ def find_scl(product: Path, resolution: float) -> str:
             names = [n for n in z.namelist() if "_SCL_" in n and n.endswith(".jp2")]
         prefix = f"/vsizip/{product}/"
     else:
-        names = [str(p.relative_to(product)) for p in product.glob("GRANULE/*/IMG_DATA/R*m/*_SCL_*.jp2")]
+        names = [
+            str(p.relative_to(product)) for p in product.glob("GRANULE/*/IMG_DATA/R*m/*_SCL_*.jp2")
+        ]
         prefix = f"{product}/"
     for folder in order:
         for n in sorted(names):
             if f"/{folder}/" in f"/{n}":
                 return prefix + n
-    raise InputError(product, "has no scene classification (IMG_DATA/R20m|R60m/*_SCL_*.jp2): not an L2A product?")
+    raise InputError(
+        product, "has no scene classification (IMG_DATA/R20m|R60m/*_SCL_*.jp2): not an L2A product?"
+    )
 
 
 def scl(root: Path, split: str | None = None, resolution: float = 60.0, patch: int = 512,
@@ -251,7 +293,9 @@ def scl(root: Path, split: str | None = None, resolution: float = 60.0, patch: i
         for r, c, h, w in tiles(scene.shape, patch):
             sid = f"{product.name.split('.')[0]}_{r}_{c}"
             if in_split(sid, split, val_fraction):
-                out.append(SceneSample(sid, bands, "scl", str(product), label, (r, c), (h, w), resolution))
+                out.append(
+                    SceneSample(sid, bands, "scl", str(product), label, (r, c), (h, w), resolution)
+                )
     if not out:
         raise none_found(Path(root), f"SCL tiles in split {split!r}")
     return out

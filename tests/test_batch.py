@@ -1,0 +1,154 @@
+"""`cloudmask batch`: many products, a corrupt one, resume after a kill, a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from typer.testing import CliRunner
+
+from cloudmask_cli.batch import expand_inputs, is_complete, output_for, run_batch
+from cloudmask_cli.cli import app
+from cloudmask_cli.demo.landsat import write_landsat
+from cloudmask_cli.demo.sentinel2 import write_sentinel2
+from cloudmask_cli.model.checkpoint import save_checkpoint
+from cloudmask_cli.model.network import ModelConfig, build_model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    config = ModelConfig.tiny()
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_checkpoint(
+        build_model(config, seed=0), config, path, metadata={"name": "tiny"}, dtype=torch.float32
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("products")
+    good = [
+        write_sentinel2(root / "a", size_10m=120, seed=1),
+        write_sentinel2(root / "b", level="L2A", size_10m=120, seed=2, zipped=True),
+        write_landsat(root / "c", spacecraft="LC08", size=60, seed=3, tar=True),
+    ]
+    bad = root / "d" / "LC08_L1TP_001001_20200101_20200102_02_T1.tar"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a tar at all")
+    return [*good, bad]
+
+
+def _options(weights: Path) -> dict:
+    return {"weights": str(weights), "device": "cpu", "resolution": 60.0}
+
+
+def test_expand_inputs_globs_and_lists(tmp_path, products):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# products\n{products[0]}\n\n{products[2]}\n")
+    got = expand_inputs([f"@{listing}", str(products[1].parent / "*.zip"), str(products[0])])
+    assert got == [products[0].resolve(), products[2].resolve(), products[1].resolve()]
+    assert output_for(products[1], tmp_path, "{name}.tif").name == products[1].name[:-4] + ".tif"
+
+
+def test_batch_reports_the_corrupt_product_and_finishes_the_others(tmp_path, products, weights):
+    report = tmp_path / "report.csv"
+    res = runner.invoke(
+        app,
+        [
+            "batch",
+            *map(str, products),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--resolution",
+            "60",
+            "--report",
+            str(report),
+        ],
+    )
+    assert res.exit_code == 1, res.output
+    rows = report.read_text().splitlines()
+    assert rows[0].startswith("product,output,status,error,seconds,cloud_fraction")
+    status = {Path(r.split(",")[0]).name: r.split(",")[2] for r in rows[1:]}
+    assert list(status.values()).count("done") == 3
+    assert status[products[3].name] == "failed"
+    assert products[3].name in res.output and "not" in res.output
+    masks = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(masks) == 6 and all(m.endswith((".tif", ".tif.json")) for m in masks)
+    # run again: everything complete is skipped, the corrupt one fails again
+    again = run_batch(products, tmp_path / "out", _options(weights))
+    assert [r.status for r in again] == ["skipped", "skipped", "skipped", "failed"]
+
+
+def test_two_local_workers_give_the_same_masks(tmp_path, products, weights):
+    one = run_batch(products[:3], tmp_path / "one", _options(weights), workers=1)
+    two = run_batch(products[:3], tmp_path / "two", _options(weights), workers=2)
+    assert [r.status for r in one] == [r.status for r in two] == ["done"] * 3
+    for a, b in zip(one, two, strict=True):
+        with rasterio.open(a.output) as da, rasterio.open(b.output) as db:
+            np.testing.assert_array_equal(da.read(), db.read())
+
+
+def test_interrupted_batch_leaves_no_partial_output_and_resumes(tmp_path, products, weights):
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "cloudmask_cli.cli",
+        "batch",
+        *map(str, products[:3]),
+        "--out-dir",
+        str(out),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(out.glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+    for tif in out.glob("*.tif"):
+        assert is_complete(tif), f"{tif.name} exists without its sidecar"
+    done_before = len(list(out.glob("*.json")))
+    assert 1 <= done_before <= 3
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert len(list(out.glob("*.json"))) == 3
+
+
+def test_dask_local_cluster_matches_local_run(tmp_path, products, weights):
+    distributed = pytest.importorskip("distributed")
+    local = run_batch(products, tmp_path / "local", _options(weights))
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        remote = run_batch(
+            products, tmp_path / "dask", _options(weights), scheduler=cluster.scheduler_address
+        )
+    assert [r.status for r in remote] == [r.status for r in local] == ["done"] * 3 + ["failed"]
+    for a, b in zip(local[:3], remote[:3], strict=True):
+        with rasterio.open(a.output) as da, rasterio.open(b.output) as db:
+            np.testing.assert_array_equal(da.read(), db.read())
+        side = json.loads(Path(b.output + ".json").read_text())
+        assert side["model"]["name"] == "tiny"

@@ -1,0 +1,304 @@
+"""Each dataset adapter on tiny generated samples in that dataset's own on-disk format."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from training_fixtures import l8_mtl, netcdf_classic, old_l7_mtl, tif
+
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.training.adapters import convert, open_dataset
+from cloudmask_cli.training.labels import classes_of, load_scheme
+from cloudmask_cli.training.sample import load_stored
+
+RNG = np.random.default_rng(0)
+
+
+def names(sample) -> list[str]:
+    return [b.name for b in sample.bands]
+
+
+# -- the two local layouts --------------------------------------------------------------------
+def make_biome_patches(root: Path) -> Path:
+    for split, stems in (("train", ["Forest_01", "Water_02"]), ("val", ["Urban_03"])):
+        for stem in stems:
+            img = RNG.uniform(0.01, 0.5, (8, 32, 32)).astype(np.float32)
+            img[7] = 280.0  # TIR1 in kelvin
+            mask = np.full((32, 32), 128, np.uint8)
+            mask[:8] = 255
+            mask[8:12] = 64
+            tif(root / split / "Images" / f"{stem}.tif", img, crs=None)
+            tif(root / split / "Masks" / f"{stem}.tif", mask, crs=None)
+    tif(root / "train" / "Masks" / "NoImage_09.tif", np.zeros((32, 32), np.uint8), crs=None)
+    return root
+
+
+def test_biome_patches(tmp_path: Path) -> None:
+    root = make_biome_patches(tmp_path / "biome")
+    train = open_dataset("biome-patches", root, "train")
+    assert [s.id for s in train] == ["Forest_01", "Water_02"]  # masks without an image skipped
+    assert names(train[0]) == ["B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10"]
+    x, label = train[0].read((0, 0, 16, 16), [0, 7])
+    assert x.shape == (2, 16, 16) and np.allclose(x[1], 280.0)
+    bits = load_scheme(train[0].scheme).bits(label)
+    assert set(classes_of(int(bits[10, 0]))) == {"cloud_shadow"}
+    assert set(classes_of(int(bits[14, 0]))) == {"land", "water", "snow", "cloud_shadow"}
+    annotated = open_dataset("biome-patches", root, "val", {"shadow": "annotated"})
+    assert annotated[0].scheme == "biome_with_shadow"
+    with pytest.raises(InputError, match="unknown option"):
+        open_dataset("biome-patches", root, "val", {"shadows": "x"})
+
+
+def test_oncloudn_hash_split(tmp_path: Path) -> None:
+    root = tmp_path / "oncloudn"
+    for i in range(12):
+        chip = f"c{i:03d}"
+        for b in ("B02", "B03", "B04", "B08"):
+            data = RNG.integers(1, 10000, (1, 16, 16)).astype(np.uint16)
+            data[0, 0, 0] = 0  # no data
+            tif(root / "features" / chip / f"{b}.tif", data, res=10)
+        tif(root / "labels" / f"{chip}.tif", (RNG.random((16, 16)) > 0.5).astype(np.uint8), res=10)
+    train = open_dataset("oncloudn", root, "train", {"val_fraction": 0.25})
+    val = open_dataset("oncloudn", root, "val", {"val_fraction": 0.25})
+    assert len(train) + len(val) == 12 and not {s.id for s in train} & {s.id for s in val}
+    x, _ = train[0].read()
+    assert np.isnan(x[:, 0, 0]).all() and np.nanmax(x) <= 1.0 and names(train[0])[-1] == "B08"
+
+
+# -- Sentinel-2 ------------------------------------------------------------------------------
+S2_DESC = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def make_cloudsen12(root: Path) -> Path:
+    rows = []
+    for i, split in enumerate(["0", "0", "1", "2"]):
+        folder = root / f"ROI_{i:04d}" / f"2020010{i}T000000_2020010{i}T000000_T18LTM"
+        tif(
+            folder / "S2L1C.tif",
+            RNG.integers(1, 8000, (13, 20, 20)).astype(np.uint16),
+            S2_DESC,
+            res=10,
+        )
+        tif(
+            folder / "S1.tif",
+            RNG.normal(-12, 3, (3, 20, 20)).astype(np.float32),
+            ["VV", "VH", "angle"],
+            res=10,
+        )
+        tif(
+            folder / "labels" / "manual_hq.tif",
+            RNG.integers(0, 4, (20, 20)).astype(np.uint8),
+            res=10,
+        )
+        rows.append(
+            {
+                "roi_id": folder.parent.name,
+                "s2_id_gee": folder.name,
+                "label_type": "high",
+                "test": split,
+            }
+        )
+    rows.append({"roi_id": "ROI_9999", "s2_id_gee": "x", "label_type": "scribble", "test": "0"})
+    with (root / "cloudsen12_metadata.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def test_cloudsen12(tmp_path: Path) -> None:
+    root = make_cloudsen12(tmp_path / "cs12")
+    train = open_dataset("cloudsen12", root, "train")
+    assert len(train) == 2 and len(open_dataset("cloudsen12", root, "test")) == 1
+    assert names(train[0])[8] == "B8A" and len(train[0].bands) == 13
+    x, label = train[0].read()
+    assert 0 < np.nanmin(x) and np.nanmax(x) < 0.8 and label.max() <= 3
+    with_sar = open_dataset("cloudsen12", root, "val", {"sar": True})
+    assert names(with_sar[0])[-3:] == ["VV", "VH", "angle"]
+    x, _ = with_sar[0].read(None, [13])
+    assert -40 < np.nanmean(x) < 0  # dB
+    written = convert("cloudsen12", root, tmp_path / "out", "val", {"sar": True})
+    stored = load_stored(tmp_path / "out", "val")
+    assert len(written) == 1 and names(stored[0]) == names(with_sar[0])
+    np.testing.assert_allclose(stored[0].read()[0], with_sar[0].read()[0])
+
+
+def test_cmc(tmp_path: Path) -> None:
+    root = tmp_path / "cmc"
+    (root / "subscenes").mkdir(parents=True)
+    (root / "masks").mkdir()
+    scenes = ["S2A_MSIL1C_20180101_A", "S2B_MSIL1C_20190101_B"]
+    for s in scenes:
+        np.save(root / "subscenes" / f"{s}.npy", RNG.uniform(0, 1, (24, 24, 13)).astype(np.float32))
+        onehot = np.zeros((24, 24, 3), bool)
+        onehot[:, :10, 0] = True
+        onehot[:, 10:20, 1] = True
+        onehot[:, 20:22, 2] = True  # columns 22, 23 unlabelled
+        np.save(root / "masks" / f"{s}.npy", onehot)
+    with (root / "classification_tags.csv").open("w") as f:
+        f.write(f"scene,shadows_marked\n{scenes[0]},1\n{scenes[1]},0\n")
+    samples = open_dataset("cmc", root, "all")
+    assert [s.scheme for s in samples] == ["cmc", "cmc_no_shadow"]
+    x, label = samples[0].read((2, 5, 8, 19), [1, 2, 3])
+    assert x.shape == (3, 8, 19)
+    assert list(label[0, [0, 5, 15, 17, 18]]) == [0, 1, 2, 255, 255]
+
+
+def test_kappaset_netcdf(tmp_path: Path) -> None:
+    root = tmp_path / "kappa"
+    root.mkdir()
+    b02 = RNG.uniform(0.005, 0.1, (16, 16)).astype(np.float32)  # DN / 65535
+    label = np.where(b02 > 0.05, 4, 1).astype(np.int16)
+    netcdf_classic(root / "T35VLF_tile_2_3.nc", {"B02": b02, "B8A": b02 * 2, "Label": label})
+    (sample,) = open_dataset("kappaset", root, "all")
+    assert names(sample) == ["B02", "B8A"]
+    x, lab = sample.read()
+    assert set(np.unique(lab)) == {1, 4}
+    np.testing.assert_array_equal(lab == 4, x[0] > 0.05 * 6.5535)  # bands and label stay aligned
+    assert np.nanmax(x[0]) == pytest.approx(float(b02.max()) * 6.5535, rel=1e-5)
+
+
+def test_scl_from_a_l2a_safe(tmp_path: Path) -> None:
+    from cloudmask_cli.demo.sentinel2 import write_sentinel2
+
+    safe = write_sentinel2(tmp_path / "s2", level="L2A", size_10m=120)
+    samples = open_dataset("scl", safe.parent, None, {"resolution": 60, "patch": 16})
+    assert len(samples) == 4 and samples[0].scheme == "scl" and "B10" not in names(samples[0])
+    x, label = samples[0].read()
+    assert x.shape == (len(samples[0].bands), 16, 16) and 0 < np.nanmean(x) < 1
+    assert set(np.unique(label)) <= set(range(12))
+    load_scheme("scl").bits(label)
+
+
+# -- Landsat ---------------------------------------------------------------------------------
+def test_biome_full_scene(tmp_path: Path) -> None:
+    from cloudmask_cli.demo.landsat import write_landsat
+
+    product = write_landsat(tmp_path / "BC", spacecraft="LC08", collection=1, size=60)
+    mask = np.full((60, 60), 128, np.uint8)
+    mask[:5] = 0
+    mask[30:] = 255
+    mask[40:45] = 64
+    tif(product / f"{product.name}_fixedmask.img", mask, crs=None, driver="ENVI")
+    samples = open_dataset("biome", tmp_path / "BC", None, {"patch": 32})
+    assert len(samples) == 4 and {s.scheme for s in samples} == {"biome_with_shadow"}  # auto
+    assert names(samples[0]) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10", "B11"]
+    x, label = samples[-1].read()  # the bottom-right tile starts at row 28
+    assert 150 < np.nanmean(x[-1]) < 350  # brightness temperature in kelvin
+    assert label[0, 0] == 128 and label[2, 0] == 255
+    partial = open_dataset("biome", tmp_path / "BC", None, {"patch": 32, "shadow": "partial"})
+    assert partial[0].scheme == "biome"
+
+
+def test_l7irish_pre_collection(tmp_path: Path) -> None:
+    scene = tmp_path / "Irish" / "Boreal" / "p14_r21"
+    stem = "L71014021_02120010811"
+    for suffix in ("B10", "B20", "B30", "B40", "B50", "B61", "B62", "B70"):
+        dn = RNG.integers(1, 255, (40, 40)).astype(np.uint8)
+        dn[0, 0] = 0
+        tif(scene / f"{stem}_{suffix}.TIF", dn)
+    tif(scene / f"{stem}_B80.TIF", RNG.integers(1, 255, (80, 80)).astype(np.uint8))  # pan: skipped
+    (scene / f"{stem}_MTL.txt").write_text(old_l7_mtl())
+    tif(scene / f"{stem}_mask2019.TIF", np.full((40, 40), 128, np.uint8))
+    samples = open_dataset("l7irish", tmp_path / "Irish", None, {"patch": 32})
+    assert len(samples) == 4 and names(samples[0])[5:7] == ["B6_VCID_1", "B6_VCID_2"]
+    x, label = samples[0].read()
+    assert np.isnan(x[:, 0, 0]).all()
+    assert 0 < np.nanmean(x[:5]) < 1.2 and 150 < np.nanmean(x[5]) < 350
+    assert (label == 128).all() and samples[0].scheme == "l7irish"
+
+
+def test_sparcs(tmp_path: Path) -> None:
+    root = tmp_path / "sparcs"
+    sid = "LC80010812013365LGN00_18"
+    dn = RNG.integers(5000, 30000, (10, 30, 30)).astype(np.uint16)
+    tif(root / f"{sid}_data.tif", dn)
+    tif(root / f"{sid}_labels.tif", RNG.integers(0, 7, (30, 30)).astype(np.uint8))
+    (root / f"{sid}_mtl.txt").write_text(l8_mtl(sun_elevation=30.0))
+    (sample,) = open_dataset("sparcs", root, "all")
+    x, label = sample.read()
+    expected = (dn[0].astype(np.float32) * 2e-5 - 0.1) / np.sin(np.radians(30.0))
+    np.testing.assert_allclose(x[0], expected, rtol=1e-5)
+    assert 150 < np.nanmean(x[8]) < 350 and names(sample)[7:] == ["B9", "B10", "B11"]
+    assert set(np.unique(label)) <= set(range(7))
+
+
+def test_cloud38(tmp_path: Path) -> None:
+    root = tmp_path / "38-Cloud_training"
+    rest = "patch_1_1_by_1_LC08_L1TP_064015_20160420_20170223_01_T1.TIF"
+    for colour in ("red", "green", "blue", "nir"):
+        tif(
+            root / f"train_{colour}" / f"{colour}_{rest}",
+            RNG.integers(6000, 20000, (12, 12)).astype(np.uint16),
+        )
+    tif(
+        root / "train_gt" / f"gt_{rest}",
+        np.where(RNG.random((12, 12)) > 0.5, 255, 0).astype(np.uint8),
+    )
+    tif(
+        tmp_path / "38-Cloud_test" / "test_red" / f"red_{rest}", np.ones((12, 12), np.uint16)
+    )  # no gt
+    (sample,) = open_dataset("cloud38", tmp_path, "all")
+    assert names(sample) == ["B4", "B3", "B2", "B5"] and sample.scheme == "cloud38"
+    x, label = sample.read()
+    assert 0 < np.nanmin(x) and np.nanmax(x) < 0.35 and set(np.unique(label)) <= {0, 255}
+
+
+def test_cloudperu2(tmp_path: Path) -> None:
+    root = tmp_path / "CloudPeru2"
+    tif(
+        root / "images" / "tile_001.tif",
+        RNG.integers(1, 4000, (4, 16, 16)).astype(np.uint16),
+        res=2.8,
+    )
+    tif(root / "masks" / "tile_001.png", np.where(RNG.random((16, 16)) > 0.5, 255, 0).astype(np.uint8),
+        crs=None, driver="PNG")  # fmt: skip
+    with pytest.raises(InputError, match="scale"):
+        open_dataset("cloudperu2", root, "all")
+    (sample,) = open_dataset("cloudperu2", root, "all", {"scale": 1e-4})
+    x, label = sample.read()
+    assert names(sample) == ["red", "green", "blue", "nir"] and set(np.unique(label)) <= {0, 1}
+    assert np.nanmax(x) < 0.41
+
+
+def test_unknown_kind_and_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown dataset kind"):
+        open_dataset("landsat-magic", tmp_path)
+    with pytest.raises(InputError, match="no such dataset folder"):
+        open_dataset("sparcs", tmp_path / "absent")
+
+
+# -- the real data beside the repository -------------------------------------------------------
+@pytest.mark.realdata
+def test_real_biome_patches_and_oncloudn(shared_data: Path) -> None:
+    from conftest import require
+
+    biome = open_dataset(
+        "biome-patches", require(shared_data / "labelled/landsat8-biome-patches"), "train"
+    )
+    assert len(biome) == 16
+    x, label = biome[0].read()
+    assert x.shape == (8, 256, 256) and 200 < np.nanmean(x[7]) < 330
+    load_scheme("biome").bits(label)
+    chips = open_dataset("oncloudn", require(shared_data / "labelled/sentinel2-oncloudn"), "all")
+    assert len(chips) == 32
+    x, label = chips[0].read()
+    assert x.shape == (4, 512, 512) and set(np.unique(label)) <= {0, 1}
+
+
+@pytest.mark.realdata
+def test_real_scl_tile(shared_data: Path) -> None:
+    from conftest import require
+
+    safe = require(
+        shared_data
+        / "products/sentinel2/S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
+    )
+    samples = open_dataset("scl", safe, None, {"resolution": 60, "patch": 512})
+    assert len(samples) == 16  # 1830 px at 60 m in 512 px tiles, the last ones clamped
+    x, label = samples[5].read((0, 0, 64, 64))
+    bits = load_scheme("scl").bits(label)
+    assert x.shape[1:] == (64, 64) and bits.any()

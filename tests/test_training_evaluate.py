@@ -1,0 +1,104 @@
+"""`cloudmask evaluate`: existing masks scored on a known confusion; band selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from cloudmask_cli.cli import app
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.sensors import get_sensor
+from cloudmask_cli.training.evaluate import evaluate, select_bands
+from cloudmask_cli.training.sample import write_sample
+
+
+def mask_tif(path: Path, codes: np.ndarray, style: str | None) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0], count=1,
+                       dtype="uint8") as ds:  # fmt: skip
+        ds.write(codes[None])
+        if style:
+            ds.update_tags(CLOUDMASK_STYLE=style)
+    return path
+
+
+@pytest.fixture()
+def known(tmp_path: Path) -> tuple[Path, Path]:
+    """10 x 10 pixels labelled in CloudSEN12 codes and a 'cloud' style mask of them.
+
+    Rows 0-3 thick cloud (40 px): mask cloud on rows 0-2, not cloud on row 3 -> TP 30, FN 10.
+    Rows 4-9 clear (60 px): mask cloud on row 4, not cloud elsewhere -> FP 10, TN 50. Pixel
+    (9, 9) is no data in the image: left out (TN 49).
+    """
+    label = np.zeros((10, 10), np.uint8)
+    label[:4] = 1
+    image = np.full((1, 10, 10), 0.3, np.float32)
+    image[0, 9, 9] = np.nan
+    write_sample(
+        tmp_path / "data",
+        "s",
+        image,
+        label,
+        sensor="sentinel2_msi",
+        bands=["B04"],
+        scheme="cloudsen12",
+    )
+    codes = np.zeros((10, 10), np.uint8)
+    codes[:3] = 1
+    codes[4] = 1
+    return tmp_path / "data", mask_tif(tmp_path / "s.tif", codes, "cloud")
+
+
+def test_mask_on_a_known_confusion(known: tuple[Path, Path]) -> None:
+    data, mask = known
+    report = evaluate(data, mask=mask)
+    cloud = report["overall"]["cloud"]
+    assert (cloud["tp"], cloud["fn"], cloud["fp"], cloud["tn"]) == (30, 10, 10, 49)
+    assert cloud["precision"] == pytest.approx(0.75) and cloud["recall"] == pytest.approx(0.75)
+    assert cloud["f1"] == pytest.approx(0.75)
+    assert cloud["balanced_accuracy"] == pytest.approx((0.75 + 49 / 59) / 2)
+    assert cloud["iou"] == pytest.approx(30 / 50)
+    assert report["overall"]["unscored_pixels"] == 1
+    # a cloud mask cannot tell thin from thick: those per-class scores are undetermined
+    assert report["overall"]["per_class"]["thick_cloud"]["undetermined"] == 40
+
+
+def test_mask_style_required_and_cli_json(known: tuple[Path, Path], tmp_path: Path) -> None:
+    data, mask = known
+    codes = rasterio.open(mask).read(1)
+    untagged = mask_tif(tmp_path / "untagged.tif", codes, None)
+    with pytest.raises(InputError, match="--style"):
+        evaluate(data, mask=untagged)
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--mask", str(untagged), "--style", "cloud",
+                                   "--json", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "75.00" in res.output
+    assert json.loads(out.read_text())["overall"]["cloud"]["tp"] == 30
+    res = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data), "--mask", str(mask), "--weights", "w.safetensors"]
+    )
+    assert res.exit_code == 2 and "not both" in res.output
+
+
+def test_select_bands() -> None:
+    s2 = get_sensor("sentinel2_msi").bands
+    names = [b.name for b in s2]
+    assert [names[i] for i in select_bands(s2, "RGB")] == ["B04", "B03", "B02"]
+    assert [names[i] for i in select_bands(s2, "RGBN")][-1] == "B08"
+    l8 = get_sensor("landsat8_oli_tirs").bands
+    assert [l8[i].name for i in select_bands(l8, "rgbn")] == [
+        "B4",
+        "B3",
+        "B2",
+        "B5",
+    ]  # not the pan band
+    assert select_bands(s2, "B8A,B11") == [8, 11] and select_bands(s2, "all") == list(range(13))
+    with pytest.raises(InputError, match="no nir band"):
+        select_bands(s2[:4], "RGBN")
+    with pytest.raises(InputError, match="B99"):
+        select_bands(s2, "B02,B99")

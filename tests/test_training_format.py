@@ -1,0 +1,125 @@
+"""The on-disk training format, the datasets built on it, band sampling, augmentation, collate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from training_fixtures import training_set
+
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.sensors import get_sensor
+from cloudmask_cli.training.augment import Augmentation, BandSampling, augment, choose_bands
+from cloudmask_cli.training.datasets import (
+    MixedSampler,
+    TrainingDataset,
+    ValidationDataset,
+    collate,
+)
+from cloudmask_cli.training.sample import load_stored, read_sample_meta, write_sample
+
+
+@pytest.mark.parametrize("fmt", ["tif", "npz"])
+def test_write_and_read_a_sample(tmp_path: Path, fmt: str) -> None:
+    dn = np.array([[[0, 1000], [2000, 3000]], [[5, 6], [7, 8]]], dtype=np.uint16)
+    label = np.array([[0, 1], [2, 3]], dtype=np.uint8)
+    meta = write_sample(tmp_path, "s1", dn, label, sensor="sentinel2_msi", bands=["B04", "B8A"],
+                        scheme="cloudsen12", fmt=fmt, scale=[1e-4, 1e-4], offset=[-0.1, 0], nodata=0)  # fmt: skip
+    sample = read_sample_meta(meta)
+    assert sample.shape == (2, 2) and [b.name for b in sample.bands] == ["B04", "B8A"]
+    x, lab = sample.read()
+    assert (
+        np.isnan(x[0, 0, 0])
+        and x[0, 0, 1] == pytest.approx(0.0, abs=1e-6)
+        and x[0, 1, 1] == pytest.approx(0.2)
+    )
+    np.testing.assert_array_equal(lab, label)
+    x, lab = sample.read((1, 0, 1, 2), [1])
+    assert x.shape == (1, 1, 2) and x[0, 0, 1] == pytest.approx(8e-4)
+
+
+def test_inline_sensor_and_errors(tmp_path: Path) -> None:
+    sensor = get_sensor("sentinel2_msi")
+    from cloudmask_cli.sensors import Sensor
+
+    custom = Sensor(name="my-cam", bands=(sensor.band("B02"), get_sensor("dem").band("elevation")))
+    meta = write_sample(tmp_path, "c", np.zeros((2, 4, 4), np.float32), np.zeros((4, 4), np.uint8),
+                        sensor=custom, bands=["B02", "elevation"], scheme="cloudsen12")  # fmt: skip
+    doc = yaml.safe_load(meta.read_text())
+    assert doc["sensor"]["name"] == "my-cam" and doc["sensor"]["bands"][1]["type"] == "dem"
+    assert [b.type for b in read_sample_meta(meta).bands] == ["reflectance", "dem"]
+    doc["bands"] = ["B02", "nope"]
+    meta.write_text(yaml.safe_dump(doc))
+    with pytest.raises(InputError, match="no band 'nope'"):
+        read_sample_meta(meta)
+    with pytest.raises(InputError, match="no such training data folder"):
+        load_stored(tmp_path, "val")
+
+
+def test_band_sampling_keeps_at_least_one_band() -> None:
+    s2 = get_sensor("sentinel2_msi").bands[:4]
+    aux = (get_sensor("sentinel1_sar").band("VV"), get_sensor("dem").band("elevation"))
+    bands = s2 + aux
+    rng = np.random.default_rng(1)
+    cfg = BandSampling(min_bands=2, keep_all=0.0, sar_dropout=1.0, dem_dropout=0.0)
+    for _ in range(50):
+        idx = choose_bands(bands, rng, cfg)
+        optical = [i for i in idx if i < 4]
+        assert len(optical) >= 2 and 4 not in idx and 5 in idx
+    only_sar = (aux[0],)
+    assert choose_bands(only_sar, rng, BandSampling(sar_dropout=1.0)) == [0]
+    assert choose_bands(bands, rng, BandSampling(enabled=False)) == list(range(6))
+
+
+def test_augment_moves_image_and_label_together() -> None:
+    bands = get_sensor("landsat8_oli_tirs").bands
+    x = np.stack([np.arange(16, dtype=np.float32).reshape(4, 4), np.full((4, 4), 280, np.float32)])
+    bits = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    for seed in range(8):
+        y, b = augment(
+            x.copy(),
+            bits.copy(),
+            [bands[3], bands[9]],
+            np.random.default_rng(seed),
+            Augmentation(brightness=0.2),
+        )
+        factor = y[0][b == 5][0] / 5.0
+        np.testing.assert_allclose(y[0], b.astype(np.float32) * factor, rtol=1e-6)  # same geometry
+        assert 0.8 <= factor <= 1.2 and (y[1] == 280).all()  # thermal untouched
+
+
+def test_training_dataset_and_collate(tmp_path: Path) -> None:
+    samples = load_stored(training_set(tmp_path / "d", size=20), "train")
+    ds = TrainingDataset(samples, crop=24, bands=BandSampling(keep_all=0.0), seed=3)
+    a, b = ds[(7, 1)], ds[(7, 1)]
+    assert torch.equal(torch.nan_to_num(a["x"]), torch.nan_to_num(b["x"]))  # deterministic per draw
+    assert (
+        a["possible"].shape == (7, 24, 24) and not a["possible"][:, 20:, :].any()
+    )  # padding unlabelled
+    items = [ds[(i, i % 4)] for i in range(6)]
+    batch = collate(items)
+    n = max(it["x"].shape[0] for it in items)
+    assert batch["x"].shape == (6, n, 24, 24) and batch["band_mask"].sum(1).tolist() == [
+        it["x"].shape[0] for it in items
+    ]
+    assert (batch["descriptors"][~batch["band_mask"]] == 0).all()
+    val = ValidationDataset(load_stored(tmp_path / "d", "val"), crop=16)
+    assert len(val) == 2 * 4  # 20 px tiled by 16 px windows (clamped): 2 x 2 per sample
+    item = val[0]
+    assert item["x"].shape[0] == 4 and item["possible"].any(0).all()
+
+
+def test_mixed_sampler_weights_and_sharding() -> None:
+    s = MixedSampler([10, 1000], [3.0, 1.0], draws_per_epoch=4000, seed=0)
+    s.set_epoch(2)
+    keys = list(s)
+    first = sum(1 for _, i in keys if i < 10) / len(keys)
+    assert 0.7 < first < 0.8
+    assert keys == list(s) and keys != s.keys(3)
+    ranks = [MixedSampler([10, 1000], [3.0, 1.0], 4000, 0, r, 2).keys(2) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == sorted(keys)
+    s.set_epoch(2, start=10)
+    assert list(s) == keys[10:]

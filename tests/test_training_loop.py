@@ -1,0 +1,159 @@
+"""`cloudmask train`: a tiny run lowers the loss, --resume is exact, DDP (gloo) runs, CLI works."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+import yaml
+from training_fixtures import training_set
+from typer.testing import CliRunner
+
+from cloudmask_cli.cli import app
+from cloudmask_cli.training.config import load_config, parse_config
+from cloudmask_cli.training.loop import train
+
+torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data: Path, **over: object) -> dict:
+    cfg = {
+        "datasets": [{"path": str(data), "kind": "training", "name": "synthetic"}],
+        "model": {"preset": "tiny"},
+        "crop": 32, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3, "val_batch_size": 4,
+        "seed": 7, "device": "cpu", "log_every": 1,
+        "augment": {"brightness": 0.1},
+        "optimiser": {"lr": 1e-3, "warmup_start": 1e-4, "warmup_steps": 2, "patience": 1,
+                      "plateau_lrs": [5e-4, 1e-4]},
+    }  # fmt: skip
+    cfg.update(over)
+    return cfg
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(path))
+
+
+def test_resume_gives_the_same_state_bitwise(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data), "tiny.yaml")
+    straight = train(cfg, out=tmp_path / "straight")
+    assert straight.steps == 6 and straight.epochs == 2
+    first = train(cfg, out=tmp_path / "split", max_steps=2)  # stops mid-epoch 0
+    assert first.steps == 2 and first.epochs == 0
+    state = json.loads((tmp_path / "split" / "last.state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 2)
+    resumed = train(cfg, out=tmp_path / "split", resume=tmp_path / "split" / "last.safetensors")
+    assert resumed.steps == 6
+    for name in ("last.safetensors", "last.state.safetensors"):
+        a, b = tensors(tmp_path / "straight" / name), tensors(tmp_path / "split" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{name}: {k} differs after resume"
+    sa = json.loads((tmp_path / "straight" / "last.state.json").read_text())
+    assert (
+        sa["schedule"]
+        == json.loads((tmp_path / "split" / "last.state.json").read_text())["schedule"]
+    )
+    losses = [r["loss"] for r in straight.history if r["type"] == "step"]
+    log = [
+        json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["loss"] for r in log if r["type"] == "step"] == losses  # the same steps, once each
+    meta = yaml.safe_load((tmp_path / "straight" / "best.yaml").read_text())
+    assert (
+        meta["training"]["datasets"][0]["name"] == "synthetic"
+        and meta["metrics"]["validation"]["loss"] > 0
+    )
+
+
+def test_init_fine_tunes_from_weights(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data, epochs=1, steps_per_epoch=1), "tiny.yaml")
+    train(cfg, out=tmp_path / "a")
+    notes: list[str] = []
+    cfg_b0 = parse_config(
+        tiny_config(data, epochs=1, steps_per_epoch=1, model={"segformer": "b0"}), "x.yaml"
+    )
+    result = train(
+        cfg_b0, out=tmp_path / "b", init=tmp_path / "a" / "last.safetensors", notice=notes.append
+    )
+    assert result.steps == 1 and any("architecture is used" in n for n in notes)
+    assert (
+        yaml.safe_load((tmp_path / "b" / "last.yaml").read_text())["architecture"]["segformer"]
+        == "tiny"
+    )
+
+
+def test_ddp_gloo_single_process_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "1", "RANK": "0",
+                 "LOCAL_RANK": "0"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data, epochs=1, steps_per_epoch=2), "tiny.yaml")
+    try:
+        result = train(cfg, out=tmp_path / "ddp", distributed=True)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    assert result.steps == 2 and (tmp_path / "ddp" / "last.safetensors").is_file()
+
+
+def test_config_errors_name_the_file(tmp_path: Path) -> None:
+    from cloudmask_cli.errors import InputError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"datasets": [{"path": "x"}], "optimizer": {"lr": 1}}))
+    with pytest.raises(InputError, match=r"bad.yaml: unknown key\(s\) \['optimizer'\]"):
+        load_config(bad)
+    bad.write_text(yaml.safe_dump({"datasets": [{"path": "x", "wieght": 2}]}))
+    with pytest.raises(InputError, match="wieght"):
+        load_config(bad)
+
+
+def test_cli_train_then_evaluate(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(data, epochs=1, steps_per_epoch=2)))
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "2 steps" in res.output and (tmp_path / "run" / "metrics.jsonl").is_file()
+    report = tmp_path / "report.json"
+    res = runner.invoke(app, ["evaluate", "--data", str(data), "--split", "val", "--weights",
+                              str(tmp_path / "run" / "last.safetensors"), "--device", "cpu", "--json", str(report),
+                              "--bands", "B02,B08"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "cloud / non-cloud" in res.output
+    doc = json.loads(report.read_text())
+    assert doc["overall"]["pixels"] == 2 * 32 * 32 and doc["bands"] == "B02,B08"
+    res = runner.invoke(app, ["train", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "training config not found" in res.output
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_tiny_model_on_real_biome_patches_lowers_the_loss(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from conftest import require
+
+    require(shared_data / "labelled" / "landsat8-biome-patches")
+    raw = yaml.safe_load((REPO / "examples" / "train-tiny.yaml").read_text())
+    raw.update(epochs=1, steps_per_epoch=12, val_max_batches=2, device="cpu")
+    raw["datasets"][0]["path"] = str(shared_data / "labelled" / "landsat8-biome-patches")
+    cfg = parse_config(raw, "train-tiny.yaml")
+    result = train(cfg, out=tmp_path / "run", validate_first=True)
+    val = [r for r in result.history if r["type"] == "val"]
+    assert len(val) == 2
+    assert val[1]["loss"] < val[0]["loss"], [v["loss"] for v in val]
+    assert np.isfinite([r["loss"] for r in result.history if r["type"] == "step"]).all()
