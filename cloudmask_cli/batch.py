@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -184,7 +185,11 @@ def run_batch(
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         opts["read_threads"] = min(opts.get("read_threads", 2), threads)
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+        # spawn, not fork: a forked child inherits torch's thread pools and can deadlock
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+        ) as pool:
             futures = [pool.submit(run_one, str(p), str(out), opts) for p, out in todo]
             for fut in as_completed(futures):
                 r = fut.result()
