@@ -73,6 +73,7 @@ class TrainConfig:
     augment: Augmentation = Augmentation()
     loss: LossWeights = LossWeights()
     optimiser: Optimiser = Optimiser()
+    synthetic: dict[str, Any] | None = None  # SyntheticClouds settings; None: no synthetic clouds
     path: str = ""  # the YAML it came from
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +141,13 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         value = getattr(cfg, name)
         if not isinstance(value, int) or value < 1:
             raise InputError(path, f"{name} must be a positive integer, got {value!r}")
+    if cfg.synthetic is not None:
+        from cloudmask_cli.training.synthetic import SyntheticClouds
+
+        try:
+            SyntheticClouds.from_config(cfg.synthetic)
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, f"synthetic: {exc}") from None
     if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):
         raise InputError(path, "checkpoint_dtype must be float32, float16 or bfloat16")
     return cfg

@@ -17,9 +17,16 @@ from torch.utils.data import Dataset, Sampler
 from cloudmask_cli.descriptors import LENGTH
 from cloudmask_cli.training.adapters.common import tiles
 from cloudmask_cli.training.augment import Augmentation, BandSampling, augment, choose_bands
-from cloudmask_cli.training.labels import NO_DATA_BITS, load_scheme, possible_from_bits
+from cloudmask_cli.training.labels import (
+    NO_DATA_BITS,
+    bits_from_possible,
+    load_scheme,
+    possible_from_bits,
+)
 from cloudmask_cli.training.sample import Box, RawSample
+from cloudmask_cli.training.synthetic import SyntheticClouds
 
+MAX_CROP_DRAWS = 20
 Key = tuple[int, int]  # (draw number, sample index): the draw seeds the randomness
 
 
@@ -62,12 +69,14 @@ class TrainingDataset(Dataset):
         bands: BandSampling = BandSampling(),
         aug: Augmentation = Augmentation(),
         seed: int = 0,
+        synthetic: SyntheticClouds | None = None,
     ) -> None:
         self.samples = list(samples)
         self.crop = crop
         self.bands = bands
         self.aug = aug
         self.seed = seed
+        self.synthetic = synthetic
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -77,12 +86,23 @@ class TrainingDataset(Dataset):
         rng = np.random.default_rng([self.seed, 0x5EED, draw])
         sample = self.samples[index]
         h, w = sample.shape
-        r = int(rng.integers(0, max(h - self.crop, 0) + 1))
-        c = int(rng.integers(0, max(w - self.crop, 0) + 1))
-        box = (r, c, min(self.crop, h), min(self.crop, w))
         band_idx = choose_bands(sample.bands, rng, self.bands)
-        x, bits = _item(sample, box, band_idx, self.crop)
-        x, bits = augment(x, bits, [sample.bands[i] for i in band_idx], rng, self.aug)
+        # A crop with no valid pixel teaches nothing (inference skips such windows) and an
+        # all-zero embedding makes the network's layer norms blow up: draw another crop.
+        for _ in range(MAX_CROP_DRAWS):
+            r = int(rng.integers(0, max(h - self.crop, 0) + 1))
+            c = int(rng.integers(0, max(w - self.crop, 0) + 1))
+            box = (r, c, min(self.crop, h), min(self.crop, w))
+            x, bits = _item(sample, box, band_idx, self.crop)
+            if np.isfinite(x).any():
+                break
+        fed = [sample.bands[i] for i in band_idx]
+        x, bits = augment(x, bits, fed, rng, self.aug)
+        if self.synthetic is not None:
+            # clouds rendered over the real pixels, labelled exactly (training/synthetic.py)
+            pixel = getattr(sample, "resolution", None) or getattr(sample, "pixel_size", None)
+            x, possible = self.synthetic(x, fed, possible_from_bits(bits), rng, pixel_size=pixel)
+            bits = bits_from_possible(possible)
         return _pack(sample, band_idx, x, bits)
 
 

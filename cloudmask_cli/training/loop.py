@@ -40,6 +40,7 @@ from cloudmask_cli.training.metrics import Confusion, class_bits
 from cloudmask_cli.training.sample import RawSample
 from cloudmask_cli.training.schedule import PlateauSchedule
 from cloudmask_cli.training.state import load_state, restore, save_state
+from cloudmask_cli.training.synthetic import SyntheticClouds
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -391,7 +392,8 @@ def train(
     # -- data ----------------------------------------------------------------------------
     train_sets, val_sets = load_splits(cfg)
     samples = [s for group in train_sets for s in group]
-    dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed)
+    synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
+    dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic)
     draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip
@@ -436,13 +438,16 @@ def train(
                     scaler.unscale_(opt)
                 else:
                     loss.backward()
-                if cfg.optimiser.grad_clip:
-                    nn.utils.clip_grad_norm_(net.parameters(), cfg.optimiser.grad_clip)
+                clip = cfg.optimiser.grad_clip or float("inf")
+                norm = nn.utils.clip_grad_norm_(net.parameters(), clip)
                 if scaler is not None:
-                    scaler.step(opt)
+                    scaler.step(opt)  # the scaler itself skips non-finite steps
                     scaler.update()
-                else:
+                elif torch.isfinite(norm):
                     opt.step()
+                else:
+                    # one bad batch must not poison the weights with NaN: skip its update
+                    notice(f"step {schedule.step}: non-finite gradients, update skipped")
                 lr = schedule.rate()
                 schedule.on_step()
                 step_in_epoch += 1

@@ -282,9 +282,33 @@ def find_scl(product: Path, resolution: float) -> str:
     )
 
 
+def _has_data(scl_path: str, tile: tuple[int, int, int, int]) -> bool:
+    """Whether a tile of the SCL raster (same grid) has any pixel that is not no data (0)."""
+    r, c, h, w = tile
+    with rasterio.open(scl_path) as ds:
+        return bool(ds.read(1, window=((r, r + h), (c, c + w))).any())
+
+
+def _block_split(block: list[int], tile: tuple[int, int, int, int]) -> str | None:
+    """"val" inside the block, "train" clear of it, None when the tile straddles its edge."""
+    r0, c0, r1, c1 = block
+    r, c, h, w = tile
+    if r >= r0 and c >= c0 and r + h <= r1 and c + w <= c1:
+        return "val"
+    if r + h <= r0 or r >= r1 or c + w <= c0 or c >= c1:
+        return "train"
+    return None
+
+
 def scl(root: Path, split: str | None = None, resolution: float = 60.0, patch: int = 512,
-        val_fraction: float = 0.1) -> list[SceneSample]:  # fmt: skip
-    """L2A products tiled into ``patch``-pixel samples at ``resolution`` m, SCL as labels."""
+        val_fraction: float = 0.1, val_block: list[int] | None = None) -> list[SceneSample]:  # fmt: skip
+    """L2A products tiled into ``patch``-pixel samples at ``resolution`` m, SCL as labels.
+
+    ``val_block`` ``[row0, col0, row1, col1]`` (pixels of that grid) holds out a spatial
+    block: tiles inside it are the ``val`` split, tiles touching it are in neither split, so
+    no training pixel lies in (or overlaps) the validation block. Without it the split is a
+    hash of the tile id.
+    """
     out = []
     for product in _products(Path(root)):
         label = find_scl(product, resolution)
@@ -292,7 +316,11 @@ def scl(root: Path, split: str | None = None, resolution: float = 60.0, patch: i
         bands = tuple(b.band for b in scene.bands)
         for r, c, h, w in tiles(scene.shape, patch):
             sid = f"{product.name.split('.')[0]}_{r}_{c}"
-            if in_split(sid, split, val_fraction):
+            if val_block is not None:
+                keep = _block_split(val_block, (r, c, h, w)) == split or split in (None, "all")
+            else:
+                keep = in_split(sid, split, val_fraction)
+            if keep and _has_data(label, (r, c, h, w)):
                 out.append(
                     SceneSample(sid, bands, "scl", str(product), label, (r, c), (h, w), resolution)
                 )
