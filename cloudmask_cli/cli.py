@@ -422,6 +422,12 @@ def evaluate(
     style: str | None = typer.Option(None, "--style", help="Style of --mask if its tags lack it."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report (JSON) here."),
+    baseline: float | None = typer.Option(
+        None,
+        "--baseline",
+        help="Score the trivial baseline instead: cloud where the mean "
+        "visible reflectance exceeds this value (e.g. 0.3).",
+    ),  # fmt: skip
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Score a model or masks against reference labels: the paper's pixel-wise metrics."""
@@ -441,7 +447,7 @@ def evaluate(
     try:
         report = run_evaluation(
             data, weights=weights, mask=mask, kind=kind, split=split, options=options, bands=bands,
-            style=style, device=device,
+            style=style, device=device, baseline=baseline,
         )  # fmt: skip
         if json_out is not None:
             write_json(report, json_out)

@@ -200,7 +200,7 @@ class Scene:
 
     def with_resolution(self, resolution: float | None) -> Scene:
         """The same scene on a grid of another resolution (metres, or CRS units)."""
-        new = Scene(
+        return Scene(
             sensor=self.sensor,
             bands=self.bands,
             crs=self.crs,
@@ -211,7 +211,6 @@ class Scene:
             product_type=self.product_type,
             metadata=self.metadata,
         )
-        return new
 
     def select(self, names: Sequence[str]) -> Scene:
         """The same scene with only the named bands, in the given order."""
@@ -472,13 +471,11 @@ def _upsample_read(
     """Read the covering source pixels natively and upsample with no-data-aware bilinear."""
     h, w = shape
     left, bottom, right, top = bounds
-    inv = ~ds.transform
     # Source pixel coordinates (continuous, pixel centres at .5) of the target pixel centres.
     tx = left + (np.arange(w) + 0.5) * (right - left) / w
     ty = top - (np.arange(h) + 0.5) * (top - bottom) / h
     u = (tx - ds.transform.c) / ds.transform.a - 0.5
     v = (ty - ds.transform.f) / ds.transform.e - 0.5
-    del inv
     c0 = max(0, math.floor(u.min()))
     r0 = max(0, math.floor(v.min()))
     c1 = min(ds.width, math.floor(u.max()) + 2)

@@ -222,7 +222,6 @@ def test_uniform_input_is_seam_free(tmp_path, tiny_weights):
     # gives a uniform output: no seam where one window hands over to the next
     inner = p[:, 64:-64, 64:-64]
     assert (inner.max(axis=(1, 2)) - inner.min(axis=(1, 2))).max() <= 3
-    assert np.abs(np.diff(p, axis=1)).max() <= 3 + np.abs(np.diff(p[:, :64], axis=1)).max()
 
 
 def test_aoi_limits_the_output(tmp_path, s2_product, tiny_weights):

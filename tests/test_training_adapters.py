@@ -298,7 +298,26 @@ def test_real_scl_tile(shared_data: Path) -> None:
         / "products/sentinel2/S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
     )
     samples = open_dataset("scl", safe, None, {"resolution": 60, "patch": 512})
-    assert len(samples) == 16  # 1830 px at 60 m in 512 px tiles, the last ones clamped
+    # 1830 px at 60 m in 512 px tiles, the last ones clamped: 16 tiles, of which the 4 in the
+    # no-data swath edge (SCL all 0) are left out
+    assert len(samples) == 12
     x, label = samples[5].read((0, 0, 64, 64))
     bits = load_scheme("scl").bits(label)
     assert x.shape[1:] == (64, 64) and bits.any()
+
+
+def test_scl_val_block_is_a_spatial_hold_out(tmp_path: Path) -> None:
+    from cloudmask_cli.demo.sentinel2 import write_sentinel2
+
+    safe = write_sentinel2(tmp_path / "s2", level="L2A", size_10m=240)  # 40 x 40 px at 60 m
+    opts = {"resolution": 60, "patch": 10, "val_block": [20, 20, 40, 40]}
+    train = [s.origin for s in open_dataset("scl", safe, "train", opts)]
+    val = [s.origin for s in open_dataset("scl", safe, "val", opts)]
+    assert sorted(val) == [(20, 20), (20, 30), (30, 20), (30, 30)]
+    assert train and all(r + 10 <= 20 or c + 10 <= 20 for r, c in train)
+    # a block whose edge cuts through tiles: those tiles are in neither split
+    opts["val_block"] = [15, 15, 40, 40]
+    val = [s.origin for s in open_dataset("scl", safe, "val", opts)]
+    train = [s.origin for s in open_dataset("scl", safe, "train", opts)]
+    assert sorted(val) == [(20, 20), (20, 30), (30, 20), (30, 30)]
+    assert (10, 10) not in train and (10, 20) not in train

@@ -102,3 +102,11 @@ def test_select_bands() -> None:
         select_bands(s2[:4], "RGBN")
     with pytest.raises(InputError, match="B99"):
         select_bands(s2, "B02,B99")
+
+
+def test_brightness_baseline_on_a_known_image(known: tuple[Path, Path]) -> None:
+    data, _ = known  # every valid pixel has reflectance 0.3 in its only (red) band
+    bright = evaluate(data, baseline=0.25)["overall"]["cloud"]
+    assert (bright["tp"], bright["fn"], bright["fp"], bright["tn"]) == (40, 0, 59, 0)
+    dark = evaluate(data, baseline=0.35)["overall"]["cloud"]
+    assert (dark["tp"], dark["fn"], dark["fp"], dark["tn"]) == (0, 40, 0, 59)

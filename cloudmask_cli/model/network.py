@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cloudmask_cli import descriptors as D
+from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.model.segformer import SIZES, SegFormer
 from cloudmask_cli.model.sensei import (
     DEFAULT_CLIP,
@@ -33,8 +34,6 @@ from cloudmask_cli.model.sensei import (
     SEnSeI,
     normalise_bands,
 )
-
-CLASSES = ("land", "water", "snow", "thin_cloud", "thick_cloud", "cloud_shadow", "no_data")
 
 
 @dataclass

@@ -100,12 +100,32 @@ def _model_predict(
     model, _, _ = load_checkpoint(weights or default_weights(), device=device)
 
     @torch.no_grad()
-    def predict(x: np.ndarray, desc: np.ndarray) -> np.ndarray:
+    def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
         xt = torch.from_numpy(x[None]).to(device)
         logits = model(xt, torch.from_numpy(desc[None]).to(device))[0, :-1]  # no "no data" class
         return class_bits(logits.argmax(dim=0).cpu().numpy())
 
     return predict
+
+
+def brightness_baseline(threshold: float = 0.3) -> Callable[..., np.ndarray]:
+    """The trivial baseline: thick cloud where the mean visible (400-700 nm) reflectance exceeds
+    ``threshold``, land elsewhere (all reflectance bands when none is visible)."""
+
+    def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
+        refl = [i for i, b in enumerate(bands) if b.type == "reflectance"]
+        vis = [i for i in refl if b_in(bands[i], 400, 700)] or refl
+        if not vis:
+            raise InputError(None, "the brightness baseline needs reflectance bands")
+        with np.errstate(all="ignore"):
+            bright = np.nanmean(x[vis], axis=0) > threshold
+        return np.where(bright, bits_of(("thick_cloud",)), bits_of(("land",))).astype(np.uint8)
+
+    return predict
+
+
+def b_in(band: Band, lo: float, hi: float) -> bool:
+    return band.wavelength is not None and lo <= band.wavelength[0] and band.wavelength[1] <= hi
 
 
 def _mask_bits(path: Path, style: str | None) -> tuple[np.ndarray, str]:
@@ -150,12 +170,16 @@ def evaluate(
     style: str | None = None,
     device: str = "auto",
     window: int = 512,
+    baseline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score a model (``weights``; the bundled one when None) or masks (``mask``: a raster, or a
     folder of ``<sample id>.tif``) on ``data``; returns the report (see `Confusion.report`)."""
     sets = load_eval_sets(data, kind, split, options)
-    predict = None if mask is not None else _model_predict(weights, device)
+    if baseline is not None:
+        predict = brightness_baseline(baseline)
+    else:
+        predict = None if mask is not None else _model_predict(weights, device)
     total = sum(len(s) for _, s in sets)
     done = 0
     overall = Confusion()
@@ -170,8 +194,11 @@ def evaluate(
             if predict is not None:
                 pred = np.zeros_like(ref)
                 desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
+                fed = [sample.bands[i] for i in idx]
                 for r, c, h, w in tiles(ref.shape, window):
-                    pred[r : r + h, c : c + w] = predict(x[:, r : r + h, c : c + w], desc)
+                    pred[r : r + h, c : c + w] = predict(x[:, r : r + h, c : c + w], desc, fed)
+                # as in `cloudmask run`: pixels with no valid input are no data, whatever the model
+                pred[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
             else:
                 pred, style = _mask_bits(_mask_for(Path(mask), sample, total == 1), style)  # type: ignore[arg-type]
                 if pred.shape != ref.shape:
@@ -186,7 +213,8 @@ def evaluate(
         overall.merge(conf)
     return {
         "data": str(data),
-        "weights": None if mask is not None else str(weights or "bundled"),
+        "weights": None if mask is not None or baseline is not None else str(weights or "bundled"),
+        "baseline": None if baseline is None else f"brightness > {baseline}",
         "mask": None if mask is None else str(mask),
         "bands": bands,
         "samples": total,

@@ -290,7 +290,7 @@ def _has_data(scl_path: str, tile: tuple[int, int, int, int]) -> bool:
 
 
 def _block_split(block: list[int], tile: tuple[int, int, int, int]) -> str | None:
-    """"val" inside the block, "train" clear of it, None when the tile straddles its edge."""
+    """ "val" inside the block, "train" clear of it, None when the tile straddles its edge."""
     r0, c0, r1, c1 = block
     r, c, h, w = tile
     if r >= r0 and c >= c0 and r + h <= r1 and c + w <= c1:

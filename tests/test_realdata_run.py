@@ -1,0 +1,42 @@
+"""Tier 2: the bundled model on the real T29UNU L2A tile at 60 m, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import require
+from typer.testing import CliRunner
+
+from cloudmask_cli.cli import app
+
+T29UNU = "products/sentinel2/S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
+
+
+@pytest.mark.realdata
+def test_bundled_model_on_t29unu_at_60m(shared_data, tmp_path):
+    safe = require(shared_data / T29UNU)
+    out = tmp_path / "t29unu.tif"
+    res = CliRunner().invoke(
+        app, ["run", str(safe), "-o", str(out), "--resolution", "60", "--style", "7class",
+              "--device", "cpu", "--probabilities", str(tmp_path / "p.tif")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert (ds.width, ds.height) == (1830, 1830) and ds.crs.to_epsg() == 32629
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        codes = ds.read(1)
+    side = json.loads((tmp_path / "t29unu.tif.json").read_text())
+    # ~40 % of the tile is outside the swath (no data), the rest is very cloudy Ireland
+    assert 0.55 < side["valid_fraction"] < 0.65
+    assert side["radiometric_offsets"], "the L2A BOA offsets were applied and are recorded"
+    cloud = side["class_fractions"]["thin_cloud"] + side["class_fractions"]["thick_cloud"]
+    # ESA's SCL on this tile calls ~60 % of the valid pixels cloud (medium/high/cirrus)
+    with rasterio.open(next(safe.glob("GRANULE/*/IMG_DATA/R60m/*_SCL_60m.jp2"))) as ds:
+        scl = ds.read(1)
+    scl_cloud = np.isin(scl, (8, 9, 10)).sum() / (scl > 0).sum()
+    assert abs(cloud - scl_cloud) < 0.25, (cloud, scl_cloud)
+    valid = codes != 255
+    assert np.array_equal(valid, scl > 0) or abs(valid.mean() - (scl > 0).mean()) < 0.02
