@@ -82,7 +82,8 @@ def _paths(path: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".yaml")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it onto ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -122,7 +123,7 @@ def save_checkpoint(
         if t.is_floating_point():
             t = t.to(dtype)
         tensors[name] = t.contiguous().clone()
-    _atomic_write(
+    atomic_write(
         weights_path,
         lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"}),
     )
@@ -147,7 +148,7 @@ def save_checkpoint(
     def write_yaml(tmp: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
-    _atomic_write(yaml_path, write_yaml)
+    atomic_write(yaml_path, write_yaml)
     return weights_path, yaml_path
 
 

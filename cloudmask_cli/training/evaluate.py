@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ def brightness_baseline(threshold: float = 0.3) -> Callable[..., np.ndarray]:
         vis = [i for i in refl if b_in(bands[i], 400, 700)] or refl
         if not vis:
             raise InputError(None, "the brightness baseline needs reflectance bands")
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no data anyway
             bright = np.nanmean(x[vis], axis=0) > threshold
         return np.where(bright, bits_of(("thick_cloud",)), bits_of(("land",))).astype(np.uint8)
 

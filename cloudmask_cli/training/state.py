@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import safetensors.torch
 import torch
 
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.model.checkpoint import atomic_write
 
 FORMAT = "cloudmask-training-state"
 VERSION = 1
@@ -57,17 +57,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": groups}
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_state(
     checkpoint: str | os.PathLike[str],
     optimizer: torch.optim.Optimizer,
@@ -80,10 +69,10 @@ def save_state(
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    _atomic(tensor_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
+    atomic_write(tensor_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
     doc = {"format": FORMAT, "version": VERSION, "optimizer": optim_meta, **info}
     text = json.dumps(doc, indent=1, default=float)
-    _atomic(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return tensor_path, json_path
 
 
