@@ -131,6 +131,7 @@ def run(
     sensor: str | Path | None = None,
     sar: str | Path | None = None,
     dem: str | Path | None = None,
+    sar_def: str | Path | None = None,
     resolution: float | None = None,
     style: str = "7class",
     probabilities: str | Path | None = None,
@@ -160,7 +161,7 @@ def run(
     check_output(output, overwrite)
     scene = open_product(product, sensor=sensor, resolution=resolution)
     if sar or dem:
-        scene = add_auxiliary(scene, sar=sar, dem=dem)
+        scene = add_auxiliary(scene, sar=sar, dem=dem, sar_definition=sar_def)
     dev, msg = select_device(device)
     if msg and notice:
         notice(msg)

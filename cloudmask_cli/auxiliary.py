@@ -74,7 +74,7 @@ def sar_bands(path: Path, meta: dict, definition: Sensor | None) -> list[Band]:
             raise InputError(
                 path,
                 f"band {i + 1} ({desc or 'no description'}) is not recognised as VV, VH or angle;"
-                " set band descriptions or pass a YAML with --sar-def",
+                " set band descriptions or describe the bands in a YAML given with --sar-def",
             )
         base = next(b for b in template.bands if b.type == kind)
         units = base.units

@@ -157,6 +157,10 @@ def run(
     output: Path = typer.Option(..., "-o", "--output", help="Output mask (COG)."),
     sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF (any CRS)."),
     dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF (any CRS)."),
+    sar_def: Path | None = typer.Option(
+        None, "--sar-def", help="YAML naming the --sar raster's bands (when its band "
+        "descriptions do not say VV/VH/angle).",
+    ),  # fmt: skip
     resolution: float | None = typer.Option(
         None, "--resolution", help="Working resolution in metres (default: finest band)."
     ),
@@ -189,6 +193,7 @@ def run(
                 sensor=sensor,
                 sar=sar,
                 dem=dem,
+                sar_def=sar_def,
                 resolution=resolution,
                 style=style,
                 probabilities=probabilities,

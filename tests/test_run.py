@@ -407,3 +407,23 @@ def test_python_api_returns_georeferenced_dataarray(tmp_path, tiny_weights):
     assert out.rio.crs.to_epsg() == 32633
     assert out.rio.transform() == Affine(30, 0, 4e5, 0, -30, 5e6)
     assert set(np.unique(out.values)) <= {0, 1, 2, 3, 4, 5}
+
+
+def test_sar_bands_from_a_yaml_and_linear_units(tmp_path, s2_product):
+    from cloudmask_cli.auxiliary import add_auxiliary
+    from cloudmask_cli.errors import InputError
+    from cloudmask_cli.products import open_product
+
+    scene = open_product(s2_product, resolution=60)
+    l_, b_, r_, t_ = scene.bounds
+    data = np.full((1, 40, 40), 0.01, np.float32)  # linear power 0.01 = -20 dB
+    tif = _stack(tmp_path / "s1.tif", data, crs=scene.crs, res=(r_ - l_) / 40, origin=(l_, t_),
+                 nodata=None)  # fmt: skip
+    with pytest.raises(InputError, match="s1.tif: band 1"):
+        add_auxiliary(scene, sar=tif)  # no description, no VV/VH in the name: never guessed
+    definition = tmp_path / "s1.yaml"
+    definition.write_text(yaml.safe_dump({"name": "s1-vh", "bands": [
+        {"name": "VH", "type": "sar_vh", "units": "linear"}]}))  # fmt: skip
+    aux = add_auxiliary(scene, sar=tif, sar_definition=definition)
+    x = aux.read(rasterio.windows.Window(0, 0, 40, 40))
+    np.testing.assert_allclose(x[-1], -20.0, atol=1e-4)
