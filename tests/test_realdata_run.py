@@ -32,11 +32,12 @@ def test_bundled_model_on_t29unu_at_60m(shared_data, tmp_path):
     # ~40 % of the tile is outside the swath (no data), the rest is very cloudy Ireland
     assert 0.55 < side["valid_fraction"] < 0.65
     assert side["radiometric_offsets"], "the L2A BOA offsets were applied and are recorded"
-    cloud = side["class_fractions"]["thin_cloud"] + side["class_fractions"]["thick_cloud"]
-    # ESA's SCL on this tile calls ~60 % of the valid pixels cloud (medium/high/cirrus)
+    # agreement with ESA's scene classification (a weak reference) on cloud / not cloud:
+    # the bundled model reached 0.86 when it was published; a regression shows up here
     with rasterio.open(next(safe.glob("GRANULE/*/IMG_DATA/R60m/*_SCL_60m.jp2"))) as ds:
         scl = ds.read(1)
-    scl_cloud = np.isin(scl, (8, 9, 10)).sum() / (scl > 0).sum()
-    assert abs(cloud - scl_cloud) < 0.25, (cloud, scl_cloud)
     valid = codes != 255
-    assert np.array_equal(valid, scl > 0) or abs(valid.mean() - (scl > 0).mean()) < 0.02
+    assert abs(valid.mean() - (scl > 0).mean()) < 0.01, "no-data edge matches ESA's"
+    both = valid & (scl > 0)
+    agree = (np.isin(codes, (3, 4)) == np.isin(scl, (8, 9, 10)))[both].mean()
+    assert agree > 0.8, agree
