@@ -139,11 +139,16 @@ def commit() -> str:
 
 
 def bench(product: str, res: float, device: str, sensor: str, batch: int, threads: int,
-          weights: str, tmp: Path) -> dict:  # fmt: skip
+          weights: str, tmp: Path, e2e_only: bool = False) -> dict:  # fmt: skip
     out = str(tmp / "mask.tif")
     e2e, rss = _child(["_e2e", product, str(res), device, sensor, weights, str(batch), out])
-    dec, dec_rss = _child(["_decode", product, str(res), sensor, str(threads)])
-    mod, _ = _child(["_model", str(e2e["windows"]), str(dec["bands"]), device, weights, str(batch)])
+    if e2e_only:  # the memory-versus-size rows
+        dec, dec_rss, mod = {"wall": float("nan")}, float("nan"), {"wall": float("nan")}
+    else:
+        dec, dec_rss = _child(["_decode", product, str(res), sensor, str(threads)])
+        mod, _ = _child(
+            ["_model", str(e2e["windows"]), str(dec["bands"]), device, weights, str(batch)]
+        )
     row = {
         "product": Path(product).name, "resolution": res or e2e["resolution"], "device": e2e["device"],
         "shape": e2e["shape"], "windows": e2e["windows"], "e2e_s": round(e2e["wall"], 1),
@@ -151,7 +156,9 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
         "decode_s": round(dec["wall"], 1), "decode_rss_gb": round(dec_rss, 2),
         "model_s": round(mod["wall"], 1),
     }  # fmt: skip
-    if e2e["device"].startswith("cuda"):
+    if e2e_only:
+        row["ratio"] = "end-to-end only"
+    elif e2e["device"].startswith("cuda"):
         row["ratio"] = f"e2e/decode = {e2e['wall'] / dec['wall']:.2f} (target <= 1.25)"
     else:
         row["ratio"] = (
@@ -200,6 +207,7 @@ def main() -> None:
     ap.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda if present")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--read-threads", type=int, default=2)
+    ap.add_argument("--e2e-only", action="store_true", help="only end to end (memory vs size)")
     args = ap.parse_args()
     import torch
 
@@ -211,7 +219,7 @@ def main() -> None:
             for res in args.resolution:
                 for device in devices:
                     rows.append(bench(product, res, device, args.sensor, args.batch_size,
-                                      args.read_threads, weights, Path(tmp)))  # fmt: skip
+                                      args.read_threads, weights, Path(tmp), args.e2e_only))  # fmt: skip
                     print(rows[-1], flush=True)
     append(rows, "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
 
