@@ -70,7 +70,10 @@ def plan(scene: Scene, options: RunOptions, aoi: AOI | None) -> list[Window]:
     if factor > 1 and len(windows) > 1:
         coarse = scene.with_resolution(scene.grid.resolution * factor)
         h, w = coarse.shape
-        valid = np.isfinite(coarse.read(Window(0, 0, w, h), bands=scene.primary)).any(axis=0)
+        # one band (the coarsest, cheapest to decode) and the scene's masks tell where the data
+        # is; the per-window check after reading catches the rest
+        cheapest = max(scene.primary, key=lambda i: scene.native_resolution(scene.bands[i]))
+        valid = np.isfinite(coarse.read(Window(0, 0, w, h), bands=[cheapest]))[0]
         coarse.close()
         # the coarse grid may round the extent: scale by the true ratio of sizes
         windows = keep_windows(windows, valid, scene.shape[0] / h)
