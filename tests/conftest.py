@@ -26,3 +26,14 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors: one torch thread is as fast, and robust when the machine is busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,14 +22,7 @@ from cloudmask_cli.model import (
 from cloudmask_cli.model.checkpoint import FORMAT_VERSION, sha256_file
 from cloudmask_cli.sensors import get_sensor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast, and robust when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 DESC = torch.from_numpy(D.descriptor_matrix(get_sensor("sentinel2_msi").bands))

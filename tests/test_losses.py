@@ -8,14 +8,7 @@ import torch.nn.functional as F
 
 from cloudmask_cli.model import ambiguous_cross_entropy, ambiguous_mse, recovery_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast, and robust when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _logits(b=2, k=7, h=5, w=6, seed=0):

@@ -24,14 +24,7 @@ from cloudmask_cli.model.segformer import SIZES
 from cloudmask_cli.model.sensei import _PooledSine, band_statistics, pool_inplace, pool_reference
 from cloudmask_cli.sensors import get_sensor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast, and robust when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _desc(bands) -> torch.Tensor:
