@@ -154,7 +154,7 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
         "shape": e2e["shape"], "windows": e2e["windows"], "e2e_s": round(e2e["wall"], 1),
         "peak_rss_gb": round(rss, 2), "peak_gpu_gb": e2e["gpu_gb"] and round(e2e["gpu_gb"], 2),
         "decode_s": round(dec["wall"], 1), "decode_rss_gb": round(dec_rss, 2),
-        "model_s": round(mod["wall"], 1),
+        "model_s": round(mod["wall"], 1), "batch": batch,
     }  # fmt: skip
     if e2e_only:
         row["ratio"] = "end-to-end only"
@@ -168,9 +168,9 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
 
 
 def append(rows: list[dict], command: str) -> None:
-    header = "| product | res m | device | grid | windows | end-to-end s | peak RSS GB | peak GPU GB | decode s | model s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    header = "| product | res m | device | batch | grid | windows | end-to-end s | peak RSS GB | peak GPU GB | decode s | model s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     lines = [
-        f"| {r['product'][:40]} | {r['resolution']:g} | {r['device']} | {r['shape'][1]}x{r['shape'][0]} | "
+        f"| {r['product'][:40]} | {r['resolution']:g} | {r['device']} | {r['batch']} | {r['shape'][1]}x{r['shape'][0]} | "
         f"{r['windows']} | {r['e2e_s']} | {r['peak_rss_gb']} | {r['peak_gpu_gb'] or '-'} | "
         f"{r['decode_s']} | {r['model_s']} | {r['ratio']} |"
         for r in rows
@@ -205,11 +205,13 @@ def main() -> None:
     ap.add_argument("--resolution", type=float, nargs="+", default=[0.0], help="0: default grid")
     ap.add_argument("--sensor", default="")
     ap.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda if present")
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=0, help="0: the device default")
     ap.add_argument("--read-threads", type=int, default=2)
     ap.add_argument("--e2e-only", action="store_true", help="only end to end (memory vs size)")
     args = ap.parse_args()
     import torch
+
+    from cloudmask_cli.inference.engine import default_batch_size
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
@@ -218,7 +220,8 @@ def main() -> None:
         for product in args.products:
             for res in args.resolution:
                 for device in devices:
-                    rows.append(bench(product, res, device, args.sensor, args.batch_size,
+                    batch = args.batch_size or default_batch_size(torch.device(device))
+                    rows.append(bench(product, res, device, args.sensor, batch,
                                       args.read_threads, weights, Path(tmp), args.e2e_only))  # fmt: skip
                     print(rows[-1], flush=True)
     append(rows, "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))

@@ -77,7 +77,7 @@ def mask(
     style: str = "7class",
     weights: str | Path | None = None,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     overlap: int = 128,
     aoi: str | Path | None = None,
 ) -> xr.DataArray:
@@ -137,7 +137,7 @@ def run(
     probabilities: str | Path | None = None,
     weights: str | Path | None = None,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     overlap: int = 128,
     aoi: str | Path | None = None,
     overwrite: bool = False,
@@ -153,7 +153,7 @@ def run(
     check_style(style)
     if overlap < 0 or overlap >= 512:
         raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     from cloudmask_cli.inference.writer import check_output
 

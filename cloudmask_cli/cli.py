@@ -173,7 +173,9 @@ def run(
         None, "--sensor", help="Sensor name or YAML (overrides detection; needed for stacks)."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per model call."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Windows per model call [default: 2 on CPU, 16 on CUDA]."
+    ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
@@ -245,7 +247,9 @@ def batch(
     weights: Path | None = typer.Option(None, "--weights", help="Other model weights."),
     sensor: str | None = typer.Option(None, "--sensor", help="Sensor name or YAML."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per model call."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Windows per model call [default: 2 on CPU, 16 on CUDA]."
+    ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),

@@ -182,7 +182,13 @@ class Scene:
         self.product_type = product_type
         self.metadata = dict(metadata or {})
         self.grid = Grid.from_bounds(crs, bounds, resolution or self.default_resolution)
-        self._local = threading.local()
+        # One handle per file, shared by the read threads, each used under its own lock:
+        # GDAL caches decoded blocks per handle, so per-thread handles would decode every
+        # JPEG 2000 tile once per thread and hold one block cache per thread.
+        self._handles: dict[str, rasterio.io.DatasetReader] = {}
+        self._vrts: dict[str, WarpedVRT] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
 
     # -- grid -------------------------------------------------------------------------
     @property
@@ -245,23 +251,30 @@ class Scene:
         return np.stack([b.band.descriptor for b in self.bands])
 
     # -- reading ------------------------------------------------------------------------
+    def _lock(self, path: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(path, threading.Lock())
+
     def _open(self, path: str) -> rasterio.io.DatasetReader:
-        handles = self._local.__dict__.setdefault("handles", {})
-        ds = handles.get(path)
-        if ds is None:
-            try:
-                ds = rasterio.open(path)
-            except RasterioError as exc:
-                raise InputError(path, f"cannot read raster ({_short(exc)})") from None
-            handles[path] = ds
-        return ds
+        with self._guard:
+            ds = self._handles.get(path)
+            if ds is None:
+                try:
+                    ds = rasterio.open(path)
+                except RasterioError as exc:
+                    raise InputError(path, f"cannot read raster ({_short(exc)})") from None
+                self._handles[path] = ds
+            return ds
 
     def close(self) -> None:
-        """Close the datasets this thread opened."""
-        for vrt in self._local.__dict__.pop("vrts", {}).values():
-            vrt.close()
-        for ds in self._local.__dict__.pop("handles", {}).values():
-            ds.close()
+        """Close the datasets this scene opened (it reopens them if read again)."""
+        with self._guard:
+            for vrt in self._vrts.values():
+                vrt.close()
+            for ds in self._handles.values():
+                ds.close()
+            self._vrts.clear()
+            self._handles.clear()
 
     def read(self, window: Window, bands: Sequence[int] | None = None) -> np.ndarray:
         """Bands (all, or these indices) over a window of the working grid.
@@ -291,14 +304,14 @@ class Scene:
         for m in masks:
             ds = self._open(m.path)
             index = m.index if isinstance(m.index, int) else list(m.index)
-            values = _read_resampled(ds, index, bounds, bad.shape, Resampling.nearest, m.path)
+            with self._lock(m.path):
+                values = _read_resampled(ds, index, bounds, bad.shape, Resampling.nearest, m.path)
             bad |= m.invalid(values)
         return bad
 
     def _warped(self, path: str) -> WarpedVRT:
-        """A thread's bilinear warp of a raster in another CRS onto the working grid."""
-        vrts = self._local.__dict__.setdefault("vrts", {})
-        vrt = vrts.get(path)
+        """A bilinear warp of a raster in another CRS onto the working grid (use under lock)."""
+        vrt = self._vrts.get(path)
         if vrt is None:
             ds = self._open(path)
             vrt = WarpedVRT(
@@ -312,14 +325,15 @@ class Scene:
                 nodata=np.nan,  # outside the raster's footprint -> NaN, i.e. band absent
                 dtype="float32",
             )
-            vrts[path] = vrt
+            self._vrts[path] = vrt
         return vrt
 
     def _read_band(self, src: BandSource, window: Window) -> np.ndarray:
         ds = self._open(src.path)
         shape = (int(window.height), int(window.width))
         if src.warp or (ds.crs is not None and ds.crs != self.crs):
-            dn = self._warped(src.path).read(src.index, window=window)
+            with self._lock(src.path):
+                dn = self._warped(src.path).read(src.index, window=window)
             values = _to_physical(src, dn)
             if src.masks:
                 values[self._masks_invalid(src.masks, window)] = np.nan
@@ -327,13 +341,14 @@ class Scene:
         bounds = self.grid.window_bounds(window)
         src_res = abs(ds.transform.a)
         ratio = src_res / self.grid.resolution
-        if ratio > 1.0 + 1e-6:
-            values = _upsample_read(ds, src, bounds, shape)
-        elif ratio < 1.0 - 1e-6:
-            values = _downsample_read(ds, src, bounds, shape)
-        else:
-            dn = _read_resampled(ds, src.index, bounds, shape, Resampling.nearest, src.path)
-            values = _to_physical(src, dn)
+        with self._lock(src.path):
+            if ratio > 1.0 + 1e-6:
+                values = _upsample_read(ds, src, bounds, shape)
+            elif ratio < 1.0 - 1e-6:
+                values = _downsample_read(ds, src, bounds, shape)
+            else:
+                dn = _read_resampled(ds, src.index, bounds, shape, Resampling.nearest, src.path)
+                values = _to_physical(src, dn)
         if src.masks:
             values[self._masks_invalid(src.masks, window)] = np.nan
         return values

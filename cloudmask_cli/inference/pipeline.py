@@ -20,6 +20,7 @@ from rasterio.windows import Window
 
 from cloudmask_cli import __version__
 from cloudmask_cli.classes import CLASSES, NODATA, fold, style_names
+from cloudmask_cli.inference import heap
 from cloudmask_cli.inference.aoi import AOI
 from cloudmask_cli.inference.blender import StripBlender
 from cloudmask_cli.inference.engine import Engine
@@ -106,6 +107,7 @@ def masked_strips(
         progress(0, len(windows))
     blender = StripBlender(scene.shape, len(CLASSES), options.window, options.overlap)
     desc = scene.descriptors()
+    heap.limit_arenas()
     ahead = max(2 * options.read_threads, engine.batch_size) + engine.batch_size
     with ThreadPoolExecutor(max_workers=options.read_threads, thread_name_prefix="read") as pool:
         queue: list[Future[_Tile]] = []
@@ -132,7 +134,9 @@ def masked_strips(
                         break
                     batch.append(tile)
                     refill()
-                yield from blender.finish(int(batch[0].window.row_off))
+                if batch[0].window.row_off > blender.base:
+                    yield from blender.finish(int(batch[0].window.row_off))
+                    heap.release()
                 _predict(engine, desc, batch, blender, stats)
                 done += len(batch)
                 if progress:
