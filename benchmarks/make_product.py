@@ -3,6 +3,7 @@
     python benchmarks/make_product.py sentinel2 /tmp/bench     # ~11 GB of pixels, a few minutes
     python benchmarks/make_product.py landsat8 /tmp/bench
     python benchmarks/make_product.py stack /tmp/bench --rows 2745 5490 10980
+    python benchmarks/make_product.py stack /tmp/bench --width 2048 --rows 2048 4096 8192
 
 - sentinel2: the real T18LTM L1C SAFE from ../shared (metadata, quality masks, the real 60 m
   B01/B09/B10) with every 1-byte placeholder band replaced by a generated full-size band:
@@ -10,7 +11,8 @@
   resolution levels, as ESA writes them. DN follow the product's own RADIO_ADD_OFFSET.
 - landsat8: the real LC08_L1TP_090084 MTL (its real 7xxx-line grid) with generated
   Cloud Optimized GeoTIFF bands of that size, QA_PIXEL included, as USGS ships Collection 2.
-- stack: 4-band uint16 GeoTIFFs 10980 px wide and ``--rows`` high, for the memory-vs-size curve.
+- stack: 4-band uint16 GeoTIFFs ``--width`` px wide and ``--rows`` high, for the memory-vs-size
+  curve (same width, growing height: peak memory must not follow).
 
 Content: fields and forests from multi-octave noise, a lake, clouds with shadows, and a no-data
 wedge in one corner, so every window is realistic work for the decoder and the model.
@@ -204,6 +206,7 @@ def main() -> None:
     ap.add_argument("kind", choices=["sentinel2", "landsat8", "stack"])
     ap.add_argument("out", type=Path)
     ap.add_argument("--rows", type=int, nargs="+", default=[2745, 5490, 10980])
+    ap.add_argument("--width", type=int, default=10980, help="stack width (px)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +216,7 @@ def main() -> None:
         print(make_landsat8(args.out, args.seed))
     else:
         for rows in args.rows:
-            print(make_stack(args.out, rows, seed=args.seed))
+            print(make_stack(args.out, rows, width=args.width, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -158,7 +158,9 @@ def run(
     sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF (any CRS)."),
     dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF (any CRS)."),
     sar_def: Path | None = typer.Option(
-        None, "--sar-def", help="YAML naming the --sar raster's bands (when its band "
+        None,
+        "--sar-def",
+        help="YAML naming the --sar raster's bands (when its band "
         "descriptions do not say VV/VH/angle).",
     ),  # fmt: skip
     resolution: float | None = typer.Option(

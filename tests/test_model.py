@@ -131,6 +131,17 @@ def test_sample_without_bands_gives_zero_embedding(tiny):
     assert torch.all(emb[1] == 0) and torch.isfinite(out).all()
 
 
+def test_stats_noise_acts_in_training_only():
+    noisy = build_model(ModelConfig.tiny(stats_noise=0.5), seed=0)
+    plain = build_model(ModelConfig.tiny(), seed=0)
+    x = _s2_values(1, 32, 32)
+    noisy.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(noisy.embed(x, S2), plain.embed(x, S2))
+        noisy.train(), plain.train()
+        assert not torch.equal(noisy.embed(x, S2), plain.embed(x, S2))
+
+
 def test_sar_and_dem_change_the_output(b0):
     s2 = _s2_values(1, 64, 64)
     aux = _s1_dem_values(1, 64, 64)

@@ -427,3 +427,35 @@ def test_sar_bands_from_a_yaml_and_linear_units(tmp_path, s2_product):
     aux = add_auxiliary(scene, sar=tif, sar_definition=definition)
     x = aux.read(rasterio.windows.Window(0, 0, 40, 40))
     np.testing.assert_allclose(x[-1], -20.0, atol=1e-4)
+
+
+def test_concurrent_window_reads_match_sequential_reads(s2_product):
+    """Read threads share one handle per file (one GDAL block cache): reads stay exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rasterio.windows import Window
+
+    from cloudmask_cli.products import open_product
+
+    scene = open_product(s2_product, resolution=10)
+    h, w = scene.shape
+    windows = [Window(c, r, 64, 64) for r in range(0, h - 64, 40) for c in range(0, w - 64, 40)]
+    expected = [scene.read(win) for win in windows]
+    scene.close()
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(scene.read, windows * 3))
+    scene.close()
+    for a, b in zip(expected * 3, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(np.stack(expected)).any(), "the demo's wedge and masks are exercised"
+
+
+def test_default_batch_size_follows_the_device(tiny_weights):
+    from cloudmask_cli.inference.engine import Engine, default_batch_size
+    from cloudmask_cli.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(tiny_weights)[0]
+    assert Engine(model, torch.device("cpu")).batch_size == default_batch_size(torch.device("cpu"))
+    assert default_batch_size(torch.device("cuda")) > default_batch_size(torch.device("cpu"))
+    with pytest.raises(ValueError, match="at least 1"):
+        Engine(model, torch.device("cpu"), batch_size=0)

@@ -91,6 +91,21 @@ def test_init_fine_tunes_from_weights(tmp_path: Path) -> None:
     )
 
 
+def test_init_takes_training_only_settings_from_the_config(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data, epochs=1, steps_per_epoch=1), "tiny.yaml")
+    train(cfg, out=tmp_path / "a")
+    notes: list[str] = []
+    tuned = parse_config(
+        tiny_config(data, epochs=1, steps_per_epoch=1, model={"stats_noise": 0.05, "dropout": 0.2}),
+        "tune.yaml",
+    )
+    train(tuned, out=tmp_path / "b", init=tmp_path / "a" / "last.safetensors", notice=notes.append)
+    arch = yaml.safe_load((tmp_path / "b" / "last.yaml").read_text())["architecture"]
+    assert arch["segformer"] == "tiny" and arch["stats_noise"] == 0.05 and arch["dropout"] == 0.2
+    assert not any("architecture is used" in n for n in notes)
+
+
 def test_ddp_gloo_single_process_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -35,6 +35,9 @@ from cloudmask_cli.model.sensei import (
     normalise_bands,
 )
 
+# Fields that change how the network trains, not its weights: a fine-tuning config may set them.
+TRAINING_ONLY = ("drop_path", "dropout", "stats_noise")
+
 
 @dataclass
 class ModelConfig:
@@ -52,6 +55,7 @@ class ModelConfig:
     drop_path: float = 0.1  # stochastic depth in the encoder (training only)
     dropout: float = 0.1  # before the decoder's classifier (training only)
     stats_samples: int = 4096  # pixels sampled per band for the percentile statistics
+    stats_noise: float = 0.0  # std of noise added to those statistics (training only)
     max_frequency: float = 50.0  # initial spread of SEnSeI's embedding frequencies
     # (offset, scale) per band kind: normalised = (physical - offset) / scale, clipped to ±clip
     normalisation: dict[str, tuple[float, float]] = field(
@@ -99,6 +103,7 @@ class ModelConfig:
             recovery_width=32,
             drop_path=0.0,
             dropout=0.0,
+            stats_noise=0.0,
         )
         base.update(overrides)
         return cls(**base)
@@ -179,6 +184,7 @@ class CloudMaskNet(nn.Module):
             heads=config.sensei_heads,
             channels=config.embed_channels,
             stats_samples=config.stats_samples,
+            stats_noise=config.stats_noise,
             max_frequency=config.max_frequency,
         )
         self.segformer = SegFormer(

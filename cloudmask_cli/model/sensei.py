@@ -179,10 +179,12 @@ class SEnSeI(nn.Module):
         channels: int = 32,
         stats_samples: int = 4096,
         max_frequency: float = 50.0,
+        stats_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.channels = channels
         self.stats_samples = stats_samples
+        self.stats_noise = stats_noise
         self.inp = nn.Linear(D.LENGTH + D.N_STATS, width)
         self.blocks = nn.ModuleList(FCBlock(width) for _ in range(depth))
         self.attention = nn.ModuleList(
@@ -240,6 +242,10 @@ class SEnSeI(nn.Module):
             xn = xn.float()
             valid = torch.isfinite(xn) & band_mask[:, :, None, None]
             stats = band_statistics(xn, valid, max_samples=self.stats_samples)
+            if self.training and self.stats_noise > 0:
+                # Trained on few scenes, the network can key on a window's exact statistics
+                # (and call a whole window one class); jitter keeps it looking at the pixels.
+                stats = stats + self.stats_noise * torch.randn_like(stats)
             features = torch.cat([descriptors[..., : D.LENGTH].to(xn.device).float(), stats], -1)
             order = self.canonical_order(features, band_mask)
             rows = torch.arange(b, device=xn.device)

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from torch.utils.data import DataLoader
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from cloudmask_cli.model.losses import ambiguous_cross_entropy, recovery_loss
-from cloudmask_cli.model.network import CloudMaskNet, ModelConfig, build_model, normalise
+from cloudmask_cli.model.network import (
+    TRAINING_ONLY,
+    CloudMaskNet,
+    ModelConfig,
+    build_model,
+    normalise,
+)
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.config import TrainConfig
 from cloudmask_cli.training.datasets import (
@@ -355,11 +361,18 @@ def train(
 
     # -- model ---------------------------------------------------------------------------
     if init is not None:
-        net, mcfg, _ = load_checkpoint(init, device="cpu")
-        if cfg.model and model_config(cfg) != mcfg:
+        start, mcfg, _ = load_checkpoint(init, device="cpu")
+        # the checkpoint fixes the architecture; the config may change how it trains
+        tuning = {k: v for k, v in cfg.model.items() if k in TRAINING_ONLY}
+        kept = {k: getattr(mcfg, k) for k in TRAINING_ONLY}
+        if set(cfg.model) - set(tuning) and replace(model_config(cfg), **kept) != mcfg:
             notice(
-                f"--init {init}: its architecture is used; the config's model section is ignored"
+                f"--init {init}: its architecture is used; the config's model section is "
+                f"ignored except {', '.join(TRAINING_ONLY)}"
             )
+        mcfg = replace(mcfg, **tuning)
+        net = build_model(mcfg, seed=cfg.seed)
+        net.load_state_dict(start.state_dict())
     else:
         mcfg = model_config(cfg)
         net = build_model(mcfg, seed=cfg.seed)
