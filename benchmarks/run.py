@@ -74,14 +74,21 @@ def job_e2e(
 def job_decode(product: str, res: float, sensor: str, threads: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
+    from cloudmask_cli.inference import heap
     from cloudmask_cli.inference.pipeline import RunOptions, plan
     from cloudmask_cli.products import open_product
 
     scene = open_product(product, sensor=sensor or None, resolution=res or None)
     t0 = time.perf_counter()
     windows = plan(scene, RunOptions(), None)
+    heap.limit_arenas()  # as the pipeline does, with a trim per window row
+    n, row = 0, None
     with ThreadPoolExecutor(threads) as pool:
-        n = sum(1 for _ in pool.map(scene.read, windows))
+        for win, _ in zip(windows, pool.map(scene.read, windows), strict=True):
+            if win.row_off != row:
+                heap.release()
+                row = win.row_off
+            n += 1
     return {"wall": time.perf_counter() - t0, "windows": n, "bands": len(scene.bands)}
 
 
