@@ -203,6 +203,19 @@ def test_nan_in_one_band_gives_finite_output(b0):
     assert torch.isfinite(out).all()
 
 
+def test_sample_without_valid_pixels_keeps_training_gradients_finite():
+    """An all-NaN sample in a batch used to give NaN gradients (chained layer norms on
+    constant tokens blow the gradient up); it must not touch the other samples' training."""
+    net = build_model(ModelConfig(), seed=0).train()
+    x = _s2_values(2, 64, 64, n=4)
+    x[1] = float("nan")
+    logits = net(x, S2[:4])
+    assert torch.isfinite(logits).all()
+    assert logits[1].argmax(0).eq(CLASSES.index("no_data")).all()
+    F.cross_entropy(logits[:1], torch.zeros(1, 64, 64, dtype=torch.long)).backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
 def test_deterministic_on_cpu(b0):
     x = torch.cat([_s2_values(2, 64, 96), _s1_dem_values(2, 64, 96)], dim=1)
     desc = torch.cat([S2, S1, DEM])

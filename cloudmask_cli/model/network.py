@@ -35,6 +35,8 @@ from cloudmask_cli.model.sensei import (
     normalise_bands,
 )
 
+NO_DATA_LOGIT = 10.0  # what a sample without any valid pixel gets for the "no_data" class
+
 # Fields that change how the network trains, not its weights: a fine-tuning config may set them.
 TRAINING_ONLY = ("drop_path", "dropout", "stats_noise")
 
@@ -203,9 +205,24 @@ class CloudMaskNet(nn.Module):
         descriptors = descriptors.to(x.device)
         return self.sensei(normalise(x, descriptors, self.config), descriptors, band_mask)
 
-    def segment(self, embedding: Tensor) -> Tensor:
-        """SegFormer part: embedding ``[B, C, H, W]`` -> logits ``[B, classes, H, W]``."""
-        return self.segformer(embedding)
+    def segment(self, embedding: Tensor, present: Tensor | None = None) -> Tensor:
+        """SegFormer part: embedding ``[B, C, H, W]`` -> logits ``[B, classes, H, W]``.
+
+        ``present [B]`` (see `has_data`) marks the samples with any valid pixel; the others
+        skip the SegFormer and get "no_data" logits. Their embedding is all zeros, and layer
+        norms over constant tokens amplify gradients ~1000x each: chained, they overflow and
+        poison the whole batch's update (and batch norm would mix them into the others).
+        """
+        if present is None or bool(present.all()):
+            return self.segformer(embedding)
+        b, _, h, w = embedding.shape
+        logits = embedding.new_zeros(b, self.config.num_classes, h, w)
+        if "no_data" in self.config.classes:
+            logits[:, self.config.classes.index("no_data")] = NO_DATA_LOGIT
+        if bool(present.any()):
+            idx = present.nonzero().squeeze(1)
+            logits = logits.index_put((idx,), self.segformer(embedding[idx]).to(logits.dtype))
+        return logits
 
     def recover(self, embedding: Tensor, descriptors: Tensor) -> Tensor:
         """Recovery head (training only): predicted normalised band values ``[B, N, H, W]``.
@@ -217,7 +234,15 @@ class CloudMaskNet(nn.Module):
         return self.recovery(embedding, descriptors.to(embedding.device))
 
     def forward(self, x: Tensor, descriptors: Tensor, band_mask: Tensor | None = None) -> Tensor:
-        return self.segment(self.embed(x, descriptors, band_mask))
+        return self.segment(self.embed(x, descriptors, band_mask), has_data(x, band_mask))
+
+
+def has_data(x: Tensor, band_mask: Tensor | None = None) -> Tensor:
+    """``[B]`` bool: the samples of ``x [B, N, H, W]`` with at least one valid band value."""
+    finite = torch.isfinite(x)
+    if band_mask is not None:
+        finite = finite & band_mask.to(device=x.device, dtype=torch.bool)[:, :, None, None]
+    return finite.flatten(1).any(1)
 
 
 def build_model(config: ModelConfig | None = None, *, seed: int | None = None) -> CloudMaskNet:

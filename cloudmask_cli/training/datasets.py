@@ -87,8 +87,8 @@ class TrainingDataset(Dataset):
         sample = self.samples[index]
         h, w = sample.shape
         band_idx = choose_bands(sample.bands, rng, self.bands)
-        # A crop with no valid pixel teaches nothing (inference skips such windows) and an
-        # all-zero embedding makes the network's layer norms blow up: draw another crop.
+        # A crop with no valid pixel teaches nothing (inference skips such windows): draw
+        # another crop.
         for _ in range(MAX_CROP_DRAWS):
             r = int(rng.integers(0, max(h - self.crop, 0) + 1))
             c = int(rng.integers(0, max(w - self.crop, 0) + 1))

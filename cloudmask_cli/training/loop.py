@@ -31,6 +31,7 @@ from cloudmask_cli.model.network import (
     CloudMaskNet,
     ModelConfig,
     build_model,
+    has_data,
     normalise,
 )
 from cloudmask_cli.training.adapters import open_dataset
@@ -72,7 +73,7 @@ class TrainingModule(nn.Module):
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """(logits, recovered bands or None, the input pixels they recover)."""
         emb = self.net.embed(x, descriptors, band_mask)
-        logits = self.net.segment(emb)
+        logits = self.net.segment(emb, has_data(x, band_mask))
         if not self.recovery:
             return logits, None, x
         h, w = x.shape[-2:]
