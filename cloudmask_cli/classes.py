@@ -71,9 +71,15 @@ def fold(probs: np.ndarray, style: str, valid: np.ndarray | None = None) -> np.n
     check_style(style)
     index = {c: i for i, c in enumerate(CLASSES)}
     groups = STYLES[style]
-    summed = np.stack([probs[[index[c] for c in members]].sum(axis=0) for _, _, members in groups])
-    codes = np.array([code for code, _, _ in groups], dtype=np.uint8)[summed.argmax(axis=0)]
-    codes[probs.sum(axis=0) <= 0] = NODATA
+    if all(len(members) == 1 for _, _, members in groups):  # 7class: one gather, no sums
+        summed = probs[[index[members[0]] for _, _, members in groups]]
+    else:
+        summed = np.stack(
+            [probs[[index[c] for c in members]].sum(axis=0) for _, _, members in groups]
+        )
+    lut = np.array([code for code, _, _ in groups], dtype=np.uint8)
+    codes = lut[summed.argmax(axis=0).astype(np.uint8)]
+    codes[probs.max(axis=0) <= 0] = NODATA
     if valid is not None:
         codes[~valid] = NODATA
     return codes

@@ -122,3 +122,21 @@ def test_fold_every_code_and_nodata():
         nod[CLASSES.index(members[0])] = 0.05
         assert fold(nod, style)[0, 0] == code
         assert fold(np.zeros((7, 1, 1), np.float32), style)[0, 0] == NODATA
+
+
+def test_fold_sums_group_probabilities_per_style():
+    probs = np.zeros((7, 1, 4), dtype=np.float32)
+    c = {name: i for i, name in enumerate(CLASSES)}
+    probs[c["land"], 0, 0], probs[c["thin_cloud"], 0, 0], probs[c["thick_cloud"], 0, 0] = (
+        0.4,
+        0.3,
+        0.3,
+    )
+    probs[c["water"], 0, 1], probs[c["cloud_shadow"], 0, 1] = 0.45, 0.55
+    probs[c["snow"], 0, 3] = 1.0  # pixel 2 has no probabilities: no data
+    valid = np.array([[True, True, True, False]])
+    assert fold(probs, "7class", valid).tolist() == [[0, 5, NODATA, NODATA]]
+    assert fold(probs, "cloud", valid).tolist() == [[1, 0, NODATA, NODATA]]
+    assert fold(probs, "4class", valid).tolist() == [[0, 3, NODATA, NODATA]]
+    assert fold(probs, "valid", valid).tolist() == [[1, 1, NODATA, NODATA]]
+    assert fold(probs, "7class").tolist() == [[0, 5, NODATA, 2]]

@@ -41,7 +41,9 @@ class StripBlender:
         if r0 < 0 or r0 + h > self.capacity:
             raise ValueError(f"window {window} is outside the open rows starting at {self.base}")
         weight = self._weight(h, w)
-        self.acc[:, r0 : r0 + h, c0 : c0 + w] += probs * weight
+        acc = self.acc[:, r0 : r0 + h, c0 : c0 + w]
+        for k in range(acc.shape[0]):  # per class: no (C, h, w) temporary
+            acc[k] += probs[k] * weight
         self.wsum[r0 : r0 + h, c0 : c0 + w] += weight
         self.valid[r0 : r0 + h, c0 : c0 + w] |= valid
 
