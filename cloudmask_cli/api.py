@@ -153,8 +153,6 @@ def run(
     check_style(style)
     if overlap < 0 or overlap >= 512:
         raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     from cloudmask_cli.inference.writer import check_output
 
     output = Path(output)

@@ -73,17 +73,22 @@ def test_resume_gives_the_same_state_bitwise(tmp_path: Path) -> None:
     )
 
 
-def test_init_fine_tunes_from_weights(tmp_path: Path) -> None:
-    data = training_set(tmp_path / "data")
-    cfg = parse_config(tiny_config(data, epochs=1, steps_per_epoch=1), "tiny.yaml")
-    train(cfg, out=tmp_path / "a")
+@pytest.fixture(scope="module")
+def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(training data, weights of a one-step tiny run) to fine-tune from."""
+    root = tmp_path_factory.mktemp("init")
+    data = training_set(root / "data")
+    train(parse_config(tiny_config(data, epochs=1, steps_per_epoch=1), "tiny.yaml"), out=root / "a")
+    return data, root / "a" / "last.safetensors"
+
+
+def test_init_fine_tunes_from_weights(tmp_path: Path, tiny_trained) -> None:
+    data, weights = tiny_trained
     notes: list[str] = []
     cfg_b0 = parse_config(
         tiny_config(data, epochs=1, steps_per_epoch=1, model={"segformer": "b0"}), "x.yaml"
     )
-    result = train(
-        cfg_b0, out=tmp_path / "b", init=tmp_path / "a" / "last.safetensors", notice=notes.append
-    )
+    result = train(cfg_b0, out=tmp_path / "b", init=weights, notice=notes.append)
     assert result.steps == 1 and any("architecture is used" in n for n in notes)
     assert (
         yaml.safe_load((tmp_path / "b" / "last.yaml").read_text())["architecture"]["segformer"]
@@ -91,16 +96,14 @@ def test_init_fine_tunes_from_weights(tmp_path: Path) -> None:
     )
 
 
-def test_init_takes_training_only_settings_from_the_config(tmp_path: Path) -> None:
-    data = training_set(tmp_path / "data")
-    cfg = parse_config(tiny_config(data, epochs=1, steps_per_epoch=1), "tiny.yaml")
-    train(cfg, out=tmp_path / "a")
+def test_init_takes_training_only_settings_from_the_config(tmp_path: Path, tiny_trained) -> None:
+    data, weights = tiny_trained
     notes: list[str] = []
     tuned = parse_config(
         tiny_config(data, epochs=1, steps_per_epoch=1, model={"stats_noise": 0.05, "dropout": 0.2}),
         "tune.yaml",
     )
-    train(tuned, out=tmp_path / "b", init=tmp_path / "a" / "last.safetensors", notice=notes.append)
+    train(tuned, out=tmp_path / "b", init=weights, notice=notes.append)
     arch = yaml.safe_load((tmp_path / "b" / "last.yaml").read_text())["architecture"]
     assert arch["segformer"] == "tiny" and arch["stats_noise"] == 0.05 and arch["dropout"] == 0.2
     assert not any("architecture is used" in n for n in notes)

@@ -109,47 +109,42 @@ def masked_strips(
     desc = scene.descriptors()
     heap.limit_arenas()
     ahead = max(2 * options.read_threads, engine.batch_size) + engine.batch_size
-    # The read threads share the scene's file handles: close them only once the pool has
-    # finished the reads already running (leaving the `with` waits for them).
+    pool = ThreadPoolExecutor(max_workers=options.read_threads, thread_name_prefix="read")
+    queue: list[Future[_Tile]] = []
+    pending = iter(windows)
+
+    def refill() -> None:
+        while len(queue) < ahead:
+            win = next(pending, None)
+            if win is None:
+                return
+            queue.append(pool.submit(_read, scene, win, aoi))
+
     try:
-        with ThreadPoolExecutor(
-            max_workers=options.read_threads, thread_name_prefix="read"
-        ) as pool:
-            queue: list[Future[_Tile]] = []
-            pending = iter(windows)
-
-            def refill() -> None:
-                while len(queue) < ahead:
-                    win = next(pending, None)
-                    if win is None:
-                        return
-                    queue.append(pool.submit(_read, scene, win, aoi))
-
-            refill()
-            done = 0
-            try:
-                while queue:
-                    batch: list[_Tile] = []
-                    while queue and len(batch) < engine.batch_size:
-                        tile = queue.pop(0).result()
-                        stats.read_seconds += tile.seconds
-                        # Rows above a new window-row are final: hand them out before adding.
-                        if batch and tile.window.row_off != batch[-1].window.row_off:
-                            queue.insert(0, _done_future(tile))
-                            break
-                        batch.append(tile)
-                        refill()
-                    if batch[0].window.row_off > blender.base:
-                        yield from blender.finish(int(batch[0].window.row_off))
-                        heap.release()
-                    _predict(engine, desc, batch, blender, stats)
-                    done += len(batch)
-                    if progress:
-                        progress(done, len(windows))
-            finally:
-                for fut in queue:
-                    fut.cancel()
+        refill()
+        done = 0
+        while queue:
+            batch: list[_Tile] = []
+            while queue and len(batch) < engine.batch_size:
+                tile = queue.pop(0).result()
+                stats.read_seconds += tile.seconds
+                # Rows above a new window-row are final: hand them out before adding.
+                if batch and tile.window.row_off != batch[-1].window.row_off:
+                    queue.insert(0, _done_future(tile))
+                    break
+                batch.append(tile)
+                refill()
+            if batch[0].window.row_off > blender.base:
+                yield from blender.finish(int(batch[0].window.row_off))
+                heap.release()
+            _predict(engine, desc, batch, blender, stats)
+            done += len(batch)
+            if progress:
+                progress(done, len(windows))
     finally:
+        # The read threads share the scene's file handles: close them only once the reads
+        # already running have finished (queued ones are cancelled).
+        pool.shutdown(wait=True, cancel_futures=True)
         scene.close()
     yield from blender.finish(scene.shape[0])
 
