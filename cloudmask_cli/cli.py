@@ -176,7 +176,7 @@ def run(
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Windows per model call [default: 2 on CPU, 16 on CUDA]."
+        None, "--batch-size", help=r"Windows per model call \[default: 2 on CPU, 16 on CUDA]."
     ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
@@ -250,7 +250,7 @@ def batch(
     sensor: str | None = typer.Option(None, "--sensor", help="Sensor name or YAML."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Windows per model call [default: 2 on CPU, 16 on CUDA]."
+        None, "--batch-size", help=r"Windows per model call \[default: 2 on CPU, 16 on CUDA]."
     ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),

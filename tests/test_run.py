@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -459,3 +460,20 @@ def test_default_batch_size_follows_the_device(tiny_weights):
     assert default_batch_size(torch.device("cuda")) > default_batch_size(torch.device("cpu"))
     with pytest.raises(ValueError, match="at least 1"):
         Engine(model, torch.device("cpu"), batch_size=0)
+
+
+def test_help_shows_the_batch_size_defaults():
+    # rich read "[default: ...]" in the help text as markup and dropped it
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "2 on CPU, 16 on CUDA" in result.output
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")])
+def test_openmp_workers_sleep_unless_the_user_says_otherwise(env, expected):
+    # must hold before torch loads (libgomp reads it once), so check it in a fresh interpreter
+    code = "import os, cloudmask_cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == expected
