@@ -14,8 +14,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 # The read threads decode while torch computes; OpenMP workers that spin-wait between operators
-# take the cores the decoders need, and on a small CPU even slow the model itself (S2 at 20 m on
-# 2 cores: model alone 76 -> 67 s, whole run 161 -> 149 s). libgomp reads this once, when torch
+# take the cores the decoders need (S2 at 20 m on 2 cores: 158-160 s -> 140-149 s end to end,
+# 50 CPU-s less; the model alone runs as fast either way). libgomp reads this once, when torch
 # loads, so it is set here, before any torch import; the user's own value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

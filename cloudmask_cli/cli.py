@@ -333,25 +333,9 @@ class _progress:
     def __enter__(self):  # noqa: ANN204
         if not self.enabled:
             return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from cloudmask_cli.progress import progress_bar
 
-        self.bar = Progress(
-            TextColumn("windows"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        )
+        self.bar = progress_bar("windows", "{task.fields[rate]}", transient=True, console=err)
         self.bar.__enter__()
         return self.update
 

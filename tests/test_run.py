@@ -469,7 +469,9 @@ def test_help_shows_the_batch_size_defaults():
     assert "2 on CPU, 16 on CUDA" in result.output
 
 
-@pytest.mark.parametrize(("env", "expected"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")])
+@pytest.mark.parametrize(
+    ("env", "expected"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")]
+)
 def test_openmp_workers_sleep_unless_the_user_says_otherwise(env, expected):
     # must hold before torch loads (libgomp reads it once), so check it in a fresh interpreter
     code = "import os, cloudmask_cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
@@ -477,3 +479,30 @@ def test_openmp_workers_sleep_unless_the_user_says_otherwise(env, expected):
     out = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True,
                          text=True, check=True)  # fmt: skip
     assert out.stdout.strip() == expected
+
+
+def test_evaluate_scores_the_masks_run_writes(tmp_path, tiny_weights):
+    # `cloudmask evaluate` used the 7-class argmax for its cloud and invalid figures, so they
+    # described another mask than `cloudmask run --style cloud|valid` writes
+    from cloudmask_cli.training.evaluate import evaluate
+    from cloudmask_cli.training.sample import write_sample
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(100, 6000, (4, 96, 80)).astype(np.uint16)
+    data[:, :9, :11] = 0  # no data
+    names = {"B04": [649, 680], "B03": [542, 578], "B02": [459, 525], "B08": [780, 886]}
+    sensor = tmp_path / "s2-like.yaml"
+    sensor.write_text(yaml.safe_dump({"name": "s2-like", "nodata": 0, "bands": [
+        {"name": n, "type": "reflectance", "wavelength": w, "scale": 1e-4} for n, w in names.items()
+    ]}))  # fmt: skip
+    image = np.where(data > 0, data * 1e-4, np.nan).astype(np.float32)
+    label = rng.integers(0, 4, data.shape[1:]).astype(np.uint8)  # CloudSEN12 codes
+    write_sample(tmp_path / "data", "s", image, label, sensor="sentinel2_msi", bands=list(names),
+                 scheme="cloudsen12")  # fmt: skip
+    tif = _stack(tmp_path / "s.tif", data)
+    scored = evaluate(tmp_path / "data", weights=tiny_weights, device="cpu")["overall"]
+    for style, key in (("cloud", "cloud"), ("valid", "invalid"), ("7class", "per_class")):
+        out = tmp_path / f"{style}.tif"
+        res = _run(tif, "-o", out, "--weights", tiny_weights, "--sensor", sensor, "--style", style)
+        assert res.exit_code == 0, res.output
+        assert evaluate(tmp_path / "data", mask=out)["overall"][key] == scored[key], style

@@ -110,3 +110,27 @@ def test_brightness_baseline_on_a_known_image(known: tuple[Path, Path]) -> None:
     assert (bright["tp"], bright["fn"], bright["fp"], bright["tn"]) == (40, 0, 59, 0)
     dark = evaluate(data, baseline=0.35)["overall"]["cloud"]
     assert (dark["tp"], dark["fn"], dark["fp"], dark["tn"]) == (0, 40, 0, 59)
+
+
+def test_revalidate_replaces_only_the_figures(known: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from cloudmask_cli.model.checkpoint import load_checkpoint
+    from cloudmask_cli.training.evaluate import write_json
+    from cloudmask_cli.weights import bundled_dir
+    from cloudmask_cli.weights.publish import revalidate
+
+    data, mask = known
+    for f in ("cloudmask-b0.safetensors", "cloudmask-b0.yaml"):
+        shutil.copy(bundled_dir() / f, tmp_path / f)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    write_json(evaluate(data, mask=mask), reports / "model-all.json")
+    before = yaml.safe_load((tmp_path / "cloudmask-b0.yaml").read_text())
+    revalidate(reports, tmp_path / "cloudmask-b0.yaml")
+    after = yaml.safe_load((tmp_path / "cloudmask-b0.yaml").read_text())
+    assert after["validation"]["model"]["all"]["data"]["cloud"]["f1"] == 75.0
+    assert after["weights"] == before["weights"] and after["training"] == before["training"]
+    load_checkpoint(tmp_path / "cloudmask-b0.safetensors")  # the hash still matches

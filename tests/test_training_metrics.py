@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cloudmask_cli.training.labels import bits_of
-from cloudmask_cli.training.metrics import Confusion, class_bits
+from cloudmask_cli.training.metrics import Confusion, Scores, class_bits
 
 B = {
     c: bits_of([c])
@@ -23,19 +23,22 @@ def pixels(*groups: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     return pred, lab
 
 
+KNOWN = (
+    (80, B["thick_cloud"], B["thick_cloud"]),  # right
+    (10, B["thin_cloud"], B["thick_cloud"]),  # cloud right, class wrong
+    (10, B["land"], B["thick_cloud"]),  # missed cloud
+    (40, B["water"], CLEAR_OR_SHADOW),  # inside the partial set: correct
+    (5, B["cloud_shadow"], CLEAR_OR_SHADOW),  # inside the partial set: correct
+    (5, B["thick_cloud"], CLEAR_OR_SHADOW),  # false cloud
+    (20, B["cloud_shadow"], B["cloud_shadow"]),
+    (7, B["land"], 0),  # unlabelled: not scored
+    (3, B["thick_cloud"], B["no_data"]),  # fill: not scored
+)
+
+
 @pytest.fixture()
 def known() -> Confusion:
-    pred, lab = pixels(
-        (80, B["thick_cloud"], B["thick_cloud"]),  # right
-        (10, B["thin_cloud"], B["thick_cloud"]),  # cloud right, class wrong
-        (10, B["land"], B["thick_cloud"]),  # missed cloud
-        (40, B["water"], CLEAR_OR_SHADOW),  # inside the partial set: correct
-        (5, B["cloud_shadow"], CLEAR_OR_SHADOW),  # inside the partial set: correct
-        (5, B["thick_cloud"], CLEAR_OR_SHADOW),  # false cloud
-        (20, B["cloud_shadow"], B["cloud_shadow"]),
-        (7, B["land"], 0),  # unlabelled: not scored
-        (3, B["thick_cloud"], B["no_data"]),  # fill: not scored
-    )
+    pred, lab = pixels(*KNOWN)
     c = Confusion()
     c.update(pred[:100], lab[:100])
     c.update(pred[100:], lab[100:])  # accumulates over updates
@@ -95,3 +98,28 @@ def test_no_data_prediction_counts_as_negative() -> None:
 
 def test_class_bits() -> None:
     np.testing.assert_array_equal(class_bits(np.array([0, 3, 6])), [1, 8, 64])
+
+
+def test_scores_read_groups_off_the_folded_masks() -> None:
+    # land 0.35, thin 0.33, thick 0.32: the 7-class mask says land, the cloud mask says cloud
+    # (0.65), as `cloudmask run --style cloud` would write it; shadow 0.4 + clouds 0.3 + 0.3
+    # is invalid for the valid mask even though each cloud class alone is below land
+    probs = np.zeros((7, 1, 3), np.float32)
+    probs[[0, 3, 4], 0, 0] = 0.35, 0.33, 0.32
+    probs[[0, 3, 4, 5], 0, 1] = 0.0, 0.3, 0.3, 0.4
+    probs[0, 0, 2] = 1.0  # no input here: the masks say no data, whatever the model says
+    labels = np.array([[B["thin_cloud"], B["cloud_shadow"], B["land"]]], np.uint8)
+    scores = Scores()
+    scores.update_probs(probs, labels, valid=np.array([[True, True, False]]))
+    r = scores.report()
+    assert (r["cloud"]["tp"], r["cloud"]["fn"], r["cloud"]["tn"]) == (1, 0, 1)
+    assert (r["invalid"]["tp"], r["invalid"]["fn"]) == (2, 0)
+    assert r["per_class"]["land"]["fp"] == 1  # the 7-class view: argmax land on the cloud pixel
+    assert r["per_class"]["cloud_shadow"]["tp"] == 1
+    assert r["predicted_no_data"] == 1 and r["pixels"] == 3
+
+
+def test_scores_of_a_mask_are_its_confusion(known: Confusion) -> None:
+    scores = Scores()
+    scores.update_bits(*pixels(*KNOWN))
+    assert scores.report() == known.report()

@@ -2,7 +2,8 @@
 
 ``data`` is a training-format folder (or one of its splits), a dataset in its own layout
 (``kind``), or a training config (each dataset's validation split). Predictions are scored
-pixel-wise over the whole set with `metrics.Confusion`, respecting partial labels.
+pixel-wise over the whole set with `metrics.Scores` (the masks `cloudmask run` would write,
+in each style), respecting partial labels.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.classes import NODATA, STYLES
+from cloudmask_cli.classes import CLASSES, STYLES
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.adapters.common import tiles
-from cloudmask_cli.training.labels import NO_DATA_BITS, bits_of, load_scheme
-from cloudmask_cli.training.metrics import Confusion, class_bits
+from cloudmask_cli.training.labels import NO_DATA_BITS, load_scheme
+from cloudmask_cli.training.metrics import Scores, style_lut
 from cloudmask_cli.training.sample import RawSample
 
 # Band roles for --bands RGB / RGBN: the reflectance band whose centre is nearest (within 60 nm).
@@ -92,26 +92,28 @@ def load_eval_sets(
 
 def _model_predict(
     weights: str | Path | None, device_spec: str
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    from cloudmask_cli.inference.engine import select_device
+) -> Callable[[np.ndarray, np.ndarray, Sequence[Band]], np.ndarray]:
+    """Probabilities ``(7, h, w)`` of a window, from the engine `cloudmask run` uses."""
+    from cloudmask_cli.inference.engine import Engine, select_device
     from cloudmask_cli.model.checkpoint import load_checkpoint
     from cloudmask_cli.weights import default_weights
 
     device = select_device(device_spec)[0]
     model, _, _ = load_checkpoint(weights or default_weights(), device=device)
+    engine = Engine(model, device, batch_size=1)
 
-    @torch.no_grad()
     def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
-        xt = torch.from_numpy(x[None]).to(device)
-        logits = model(xt, torch.from_numpy(desc[None]).to(device))[0, :-1]  # no "no data" class
-        return class_bits(logits.argmax(dim=0).cpu().numpy())
+        band_mask = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
+        return engine.predict(x[None], desc, band_mask[None])[0]
 
     return predict
 
 
 def brightness_baseline(threshold: float = 0.3) -> Callable[..., np.ndarray]:
     """The trivial baseline: thick cloud where the mean visible (400-700 nm) reflectance exceeds
-    ``threshold``, land elsewhere (all reflectance bands when none is visible)."""
+    ``threshold``, land elsewhere (all reflectance bands when none is visible); as one-hot
+    probabilities, so it is scored exactly as a model is."""
+    index = {c: i for i, c in enumerate(CLASSES)}
 
     def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
         refl = [i for i, b in enumerate(bands) if b.type == "reflectance"]
@@ -121,7 +123,10 @@ def brightness_baseline(threshold: float = 0.3) -> Callable[..., np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no data anyway
             bright = np.nanmean(x[vis], axis=0) > threshold
-        return np.where(bright, bits_of(("thick_cloud",)), bits_of(("land",))).astype(np.uint8)
+        probs = np.zeros((len(CLASSES), *bright.shape), dtype=np.float32)
+        probs[index["thick_cloud"]] = bright
+        probs[index["land"]] = ~bright
+        return probs
 
     return predict
 
@@ -140,11 +145,7 @@ def _mask_bits(path: Path, style: str | None) -> tuple[np.ndarray, str]:
         raise InputError(path, f"cannot read mask ({str(exc).splitlines()[0][:200]})") from None
     if style not in STYLES:
         raise InputError(path, "mask style unknown: give --style (7class, 4class, cloud, valid)")
-    lut = np.zeros(256, dtype=np.uint8)
-    for code, _, members in STYLES[style]:
-        lut[code] = bits_of(members)
-    lut[NODATA] = NO_DATA_BITS
-    return lut[codes], style
+    return style_lut(style)[codes], style
 
 
 def _mask_for(mask: Path, sample: RawSample, single: bool) -> Path:
@@ -176,7 +177,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score a model (``weights``; the bundled one when None) or masks (``mask``: a raster, or a
-    folder of ``<sample id>.tif``) on ``data``; returns the report (see `Confusion.report`)."""
+    folder of ``<sample id>.tif``) on ``data``; returns the report (see `metrics.Scores.report`)."""
     sets = load_eval_sets(data, kind, split, options)
     if baseline is not None:
         predict = brightness_baseline(baseline)
@@ -184,35 +185,36 @@ def evaluate(
         predict = None if mask is not None else _model_predict(weights, device)
     total = sum(len(s) for _, s in sets)
     done = 0
-    overall = Confusion()
+    overall = Scores()
     per_set: dict[str, Any] = {}
     for name, samples in sets:
-        conf = Confusion()
+        scores = Scores()
         for sample in samples:
             idx = select_bands(sample.bands, bands, sample.id)
             x, label = sample.read(None, idx)
             ref = load_scheme(sample.scheme).bits(label, sample.id)
-            ref[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
+            has_data = np.isfinite(x).any(axis=0)
+            ref[~has_data] = NO_DATA_BITS
             if predict is not None:
-                pred = np.zeros_like(ref)
                 desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
                 fed = [sample.bands[i] for i in idx]
                 for r, c, h, w in tiles(ref.shape, window):
-                    pred[r : r + h, c : c + w] = predict(x[:, r : r + h, c : c + w], desc, fed)
-                # as in `cloudmask run`: pixels with no valid input are no data, whatever the model
-                pred[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
+                    part = (slice(r, r + h), slice(c, c + w))
+                    probs = predict(x[:, part[0], part[1]], desc, fed)
+                    # as in `cloudmask run`: no valid input is no data, whatever the model says
+                    scores.update_probs(probs, ref[part], has_data[part])
             else:
                 pred, style = _mask_bits(_mask_for(Path(mask), sample, total == 1), style)  # type: ignore[arg-type]
                 if pred.shape != ref.shape:
                     raise InputError(
                         mask, f"mask {pred.shape} and labels {ref.shape} differ in size"
                     )
-            conf.update(pred, ref)
+                scores.update_bits(pred, ref)
             done += 1
             if progress:
                 progress(done, total)
-        per_set[name] = conf.report()
-        overall.merge(conf)
+        per_set[name] = scores.report()
+        overall.merge(scores)
     return {
         "data": str(data),
         "weights": None if mask is not None or baseline is not None else str(weights or "bundled"),

@@ -43,7 +43,7 @@ from cloudmask_cli.training.datasets import (
     collate,
 )
 from cloudmask_cli.training.labels import bits_from_possible
-from cloudmask_cli.training.metrics import Confusion, class_bits
+from cloudmask_cli.training.metrics import Scores
 from cloudmask_cli.training.sample import RawSample
 from cloudmask_cli.training.schedule import PlateauSchedule
 from cloudmask_cli.training.state import load_state, restore, save_state
@@ -221,7 +221,7 @@ def validate(
     out: dict[str, Any] = {"datasets": {}}
     total_loss = total_px = 0.0
     for name, loader in sets:
-        conf = Confusion()
+        scores = Scores()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         px = torch.zeros((), dtype=torch.float64, device=device)
         for i, batch in enumerate(loader):
@@ -233,15 +233,20 @@ def validate(
             logits = logits.float()
             loss_sum += ambiguous_cross_entropy(logits, batch["possible"], reduction="sum").double()
             px += batch["possible"].any(dim=1).sum().double()
-            pred = class_bits(logits.argmax(dim=1).cpu().numpy())
-            conf.update(pred, bits_from_possible(batch["possible"].cpu().numpy(), axis=1))
+            # scored as `cloudmask run` masks: probabilities folded per style, no data where
+            # no band has a value
+            probs = torch.softmax(logits, dim=1).cpu().numpy().swapaxes(0, 1)
+            valid = torch.isfinite(batch["x"]) & batch["band_mask"].bool()[:, :, None, None]
+            scores.update_probs(probs, bits_from_possible(batch["possible"].cpu().numpy(), axis=1),
+                                valid.any(dim=1).cpu().numpy())  # fmt: skip
         if dist.active:
             torch.distributed.all_reduce(loss_sum)
             torch.distributed.all_reduce(px)
-            counts = torch.from_numpy(conf.counts).to(device)
-            torch.distributed.all_reduce(counts)
-            conf.counts = counts.cpu().numpy()
-        report = conf.report()
+            for conf in scores.masks.values():
+                counts = torch.from_numpy(conf.counts).to(device)
+                torch.distributed.all_reduce(counts)
+                conf.counts = counts.cpu().numpy()
+        report = scores.report()
         out["datasets"][name] = {
             "loss": float(loss_sum / px.clamp(min=1)),
             "pixels": report["pixels"],
@@ -288,21 +293,10 @@ def _val_loaders(
 def _progress(enabled: bool, total: int) -> Any:
     if not enabled:
         return None
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )  # fmt: skip
+    from cloudmask_cli.progress import progress_bar
 
-    bar = Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]} lr {task.fields[lr]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-    )  # fmt: skip
+    bar = progress_bar("epoch {task.fields[epoch]}", "loss {task.fields[loss]} lr {task.fields[lr]}",
+                       transient=False)  # fmt: skip
     bar.start()
     bar.add_task("train", total=total, epoch="-", loss="-", lr="-")
     return bar

@@ -13,6 +13,10 @@ every metric is read off it for a binary grouping (positive classes vs the rest)
 Pixels whose label is empty (unlabelled) or only "no data" are not scored. A prediction of only
 "no data" on a scored pixel counts as negative (a mask user would not treat it as cloud) and is
 reported as ``predicted_no_data``.
+
+A model is scored on the masks users get from it (`Scores`): the per-class figures on the
+``7class`` mask, cloud/non-cloud on the ``cloud`` mask and invalid/valid on the ``valid`` mask,
+each folded from the probabilities as `cloudmask run --style` folds them (summed per group).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudmask_cli.classes import CLASSES
+from cloudmask_cli.classes import CLASSES, NODATA, STYLES, fold
 from cloudmask_cli.training.labels import ALL_BITS, NO_DATA_BITS, bits_of
 
 N = 1 << len(CLASSES)  # 128 possible class sets
@@ -117,6 +121,52 @@ class Confusion:
             "cloud": self.binary(CLOUD),
             "invalid": self.binary(INVALID),
         }
+
+
+def style_lut(style: str) -> np.ndarray:
+    """Code -> class set (uint8 bits) of a mask style; 255 is "no data"."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for code, _, members in STYLES[style]:
+        lut[code] = bits_of(members)
+    lut[NODATA] = NO_DATA_BITS
+    return lut
+
+
+class Scores:
+    """The three confusions a model's probabilities are scored on (see the module docstring).
+
+    Folding matters: a pixel at land 0.35, thin cloud 0.33, thick cloud 0.32 is land in the
+    7-class mask but cloud in the ``cloud`` mask, which is the one a cloud figure describes.
+    """
+
+    STYLES = ("7class", "cloud", "valid")
+
+    def __init__(self) -> None:
+        self.masks = {style: Confusion() for style in self.STYLES}
+
+    def update_probs(
+        self, probs: np.ndarray, label_bits: np.ndarray, valid: np.ndarray | None = None
+    ) -> None:
+        """Add pixels from class probabilities ``(7, ...)``; ``valid``: where the input has data."""
+        for style, conf in self.masks.items():
+            conf.update(style_lut(style)[fold(probs, style, valid)], label_bits)
+
+    def update_bits(self, pred_bits: np.ndarray, label_bits: np.ndarray) -> None:
+        """Add pixels from one mask's class sets (a mask file or a rule): the same for all three."""
+        for conf in self.masks.values():
+            conf.update(pred_bits, label_bits)
+
+    def merge(self, other: Scores) -> Scores:
+        for style, conf in self.masks.items():
+            conf.merge(other.masks[style])
+        return self
+
+    def report(self) -> dict[str, Any]:
+        """`Confusion.report` of the 7-class mask, cloud and invalid read off their own masks."""
+        out = self.masks["7class"].report()
+        out["cloud"] = self.masks["cloud"].binary(CLOUD)
+        out["invalid"] = self.masks["valid"].binary(INVALID)
+        return out
 
 
 def class_bits(index: np.ndarray) -> np.ndarray:

@@ -8,6 +8,11 @@
         --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
         --reports runs/bundled2/validation
 
+Re-score the published weights (e.g. after a change to `cloudmask evaluate`) without touching them:
+
+    examples/validate-bundled.sh cloudmask_cli/weights/cloudmask-b0.safetensors runs/revalidation
+    python -m cloudmask_cli.weights.publish --revalidate runs/revalidation
+
 The YAML carries the architecture (from the checkpoint), the training data and recipe (from the
 config), the steps trained, the held-out figures (from the `cloudmask evaluate` JSON reports),
 and how to reproduce it.
@@ -25,7 +30,7 @@ from typing import Any
 import torch
 import yaml
 
-from cloudmask_cli.model.checkpoint import load_checkpoint, save_checkpoint
+from cloudmask_cli.model.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from cloudmask_cli.weights import DEFAULT_NAME, bundled_dir
 
 KEEP = ("precision", "recall", "f1", "balanced_accuracy", "iou")
@@ -113,16 +118,40 @@ def publish(
     return target
 
 
+def revalidate(reports: Path, path: Path | None = None) -> Path:
+    """Replace the held-out figures in a weights YAML (the bundled one by default); the weights
+    and their hash stay as they are."""
+    path = path or bundled_dir() / f"{DEFAULT_NAME}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["validation"] = validation_figures(reports)
+    doc.setdefault("provenance", {})["validation_scored"] = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "weights": f"{doc['weights']['file']} as published ({doc['weights']['dtype']})",
+    }
+    atomic_write(
+        path,
+        lambda tmp: Path(tmp).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)),
+    )
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("checkpoint", type=Path, nargs="?")
+    ap.add_argument("--config", type=Path)
+    ap.add_argument("--revalidate", type=Path, help="only replace the figures, from these reports")
     ap.add_argument("--reports", type=Path, help="folder of cloudmask evaluate JSON reports")
     ap.add_argument(
         "--init-config", type=Path, help="config of the run the checkpoint started from"
     )
     ap.add_argument("--name", default=DEFAULT_NAME)
     args = ap.parse_args()
+    if args.revalidate:
+        print(revalidate(args.revalidate, bundled_dir() / f"{args.name}.yaml"))
+        return
+    if args.checkpoint is None or args.config is None:
+        ap.error("a checkpoint and --config are needed to publish")
     print(publish(args.checkpoint, args.config, args.reports, args.name, args.init_config))
 
 
