@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cloudmask_cli.training.labels import bits_of
-from cloudmask_cli.training.metrics import Confusion, Scores, class_bits
+from cloudmask_cli.training.metrics import Confusion, Scores
 
 B = {
     c: bits_of([c])
@@ -94,10 +94,6 @@ def test_no_data_prediction_counts_as_negative() -> None:
     c.update(pred, lab)
     assert c.binary(["thick_cloud"])["fn"] == 4
     assert c.report()["predicted_no_data"] == 4
-
-
-def test_class_bits() -> None:
-    np.testing.assert_array_equal(class_bits(np.array([0, 3, 6])), [1, 8, 64])
 
 
 def test_scores_read_groups_off_the_folded_masks() -> None:

@@ -167,8 +167,3 @@ class Scores:
         out["cloud"] = self.masks["cloud"].binary(CLOUD)
         out["invalid"] = self.masks["valid"].binary(INVALID)
         return out
-
-
-def class_bits(index: np.ndarray) -> np.ndarray:
-    """Class indices (argmax of the 7 outputs) -> one-class bit sets (uint8)."""
-    return (np.uint8(1) << np.asarray(index, dtype=np.uint8)).astype(np.uint8)
