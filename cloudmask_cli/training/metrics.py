@@ -139,10 +139,10 @@ class Scores:
     7-class mask but cloud in the ``cloud`` mask, which is the one a cloud figure describes.
     """
 
-    STYLES = ("7class", "cloud", "valid")
+    MASKS = ("7class", "cloud", "valid")  # the styles scored
 
     def __init__(self) -> None:
-        self.masks = {style: Confusion() for style in self.STYLES}
+        self.masks = {style: Confusion() for style in self.MASKS}
 
     def update_probs(
         self, probs: np.ndarray, label_bits: np.ndarray, valid: np.ndarray | None = None
