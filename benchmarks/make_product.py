@@ -21,6 +21,7 @@ wedge in one corner, so every window is realistic work for the decoder and the m
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 from pathlib import Path
@@ -33,7 +34,9 @@ import torch.nn.functional as F
 from affine import Affine
 from rasterio.io import MemoryFile
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "products"
+# ../shared beside the repository, or where CLOUDMASK_SHARED says (as for the tests)
+SHARED = Path(os.environ.get("CLOUDMASK_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = SHARED / "data" / "products"
 T18LTM = SHARED / "sentinel2" / "S2A_MSIL1C_20220125T151701_N0400_R125_T18LTM_20220125T190036.SAFE"
 LC08 = SHARED / "landsat" / "LC08_L1TP_090084_20160121_20200907_02_T1"
 
