@@ -56,7 +56,14 @@ def _weights(tmp: Path) -> str | None:
 
 # -- the three jobs (each in a child process) ---------------------------------------------------
 def job_e2e(
-    product: str, res: float, device: str, sensor: str, weights: str, batch: int, out: str
+    product: str,
+    res: float,
+    device: str,
+    sensor: str,
+    weights: str,
+    batch: int,
+    out: str,
+    threads: int,
 ) -> dict:
     import torch
 
@@ -64,7 +71,7 @@ def job_e2e(
 
     t0 = time.perf_counter()
     side = run(product, out, resolution=res or None, device=device, sensor=sensor or None,
-               weights=weights or None, batch_size=batch, overwrite=True)  # fmt: skip
+               weights=weights or None, batch_size=batch, overwrite=True, read_threads=threads)  # fmt: skip
     wall = time.perf_counter() - t0
     gpu = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else None
     return {"wall": wall, "windows": side["windows"]["run"], "gpu_gb": gpu,
@@ -111,7 +118,7 @@ def job_model(n_windows: int, n_bands: int, device: str, weights: str, batch: in
     done = 0
     while done < n_windows:
         k = min(batch, n_windows - done)
-        engine.predict(x[:k], desc, mask[:k])
+        engine.predict_tensor(x[:k], desc, mask[:k])  # the probabilities stay on the device
         done += k
     if engine.cuda:
         import torch
@@ -148,7 +155,8 @@ def commit() -> str:
 def bench(product: str, res: float, device: str, sensor: str, batch: int, threads: int,
           weights: str, tmp: Path, e2e_only: bool = False) -> dict:  # fmt: skip
     out = str(tmp / "mask.tif")
-    e2e, rss = _child(["_e2e", product, str(res), device, sensor, weights, str(batch), out])
+    e2e, rss = _child(["_e2e", product, str(res), device, sensor, weights, str(batch), out,
+                       str(threads)])  # fmt: skip
     if e2e_only:  # the memory-versus-size rows
         dec, dec_rss, mod = {"wall": float("nan")}, float("nan"), {"wall": float("nan")}
     else:
@@ -161,7 +169,7 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
         "shape": e2e["shape"], "windows": e2e["windows"], "e2e_s": round(e2e["wall"], 1),
         "peak_rss_gb": round(rss, 2), "peak_gpu_gb": e2e["gpu_gb"] and round(e2e["gpu_gb"], 2),
         "decode_s": round(dec["wall"], 1), "decode_rss_gb": round(dec_rss, 2),
-        "model_s": round(mod["wall"], 1), "batch": batch,
+        "model_s": round(mod["wall"], 1), "batch": batch, "threads": threads,
     }  # fmt: skip
     if e2e_only:
         row["ratio"] = "end-to-end only"
@@ -175,16 +183,16 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
 
 
 def append(rows: list[dict], command: str) -> None:
-    header = "| product | res m | device | batch | grid | windows | end-to-end s | peak RSS GB | peak GPU GB | decode s | model s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    header = "| product | res m | device | batch | read threads | grid | windows | end-to-end s | peak RSS GB | peak GPU GB | decode s | model s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     lines = [
-        f"| {r['product'][:40]} | {r['resolution']:g} | {r['device']} | {r['batch']} | {r['shape'][1]}x{r['shape'][0]} | "
+        f"| {r['product'][:40]} | {r['resolution']:g} | {r['device']} | {r['batch']} | {r['threads']} | {r['shape'][1]}x{r['shape'][0]} | "
         f"{r['windows']} | {r['e2e_s']} | {r['peak_rss_gb']} | {r['peak_gpu_gb'] or '-'} | "
         f"{r['decode_s']} | {r['model_s']} | {r['ratio']} |"
         for r in rows
     ]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = (
-        f"\n## {stamp}, commit {commit()}\n\nMachine: {machine()}\n\nCommand: `{command}`\n\n{header}"
+        f"\n## {stamp}, commit {os.environ.get('CLOUDMASK_COMMIT') or commit()}\n\nMachine: {machine()}\n\nCommand: `{command}`\n\n{header}"
         + "\n".join(lines)
         + "\n"
     )
@@ -197,8 +205,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         job, args = sys.argv[1], sys.argv[2:]
         if job == "_e2e":
-            p, r, d, s, w, b, o = args
-            result = job_e2e(p, float(r), d, s, w, int(b), o)
+            p, r, d, s, w, b, o, t = args
+            result = job_e2e(p, float(r), d, s, w, int(b), o, int(t))
         elif job == "_decode":
             p, r, s, t = args
             result = job_decode(p, float(r), s, int(t))
@@ -213,12 +221,12 @@ def main() -> None:
     ap.add_argument("--sensor", default="")
     ap.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda if present")
     ap.add_argument("--batch-size", type=int, default=0, help="0: the device default")
-    ap.add_argument("--read-threads", type=int, default=2)
+    ap.add_argument("--read-threads", type=int, default=0, help="0: the device default")
     ap.add_argument("--e2e-only", action="store_true", help="only end to end (memory vs size)")
     args = ap.parse_args()
     import torch
 
-    from cloudmask_cli.inference.engine import default_batch_size
+    from cloudmask_cli.inference.engine import default_batch_size, default_read_threads
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
@@ -228,8 +236,9 @@ def main() -> None:
             for res in args.resolution:
                 for device in devices:
                     batch = args.batch_size or default_batch_size(torch.device(device))
+                    threads = args.read_threads or default_read_threads(torch.device(device))
                     rows.append(bench(product, res, device, args.sensor, batch,
-                                      args.read_threads, weights, Path(tmp), args.e2e_only))  # fmt: skip
+                                      threads, weights, Path(tmp), args.e2e_only))  # fmt: skip
                     print(rows[-1], flush=True)
     append(rows, "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
 

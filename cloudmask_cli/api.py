@@ -78,6 +78,7 @@ def mask(
     weights: str | Path | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    precision: str | None = None,
     overlap: int = 128,
     aoi: str | Path | None = None,
 ) -> xr.DataArray:
@@ -97,11 +98,11 @@ def mask(
         scene = add_auxiliary(scene, sar=sar, dem=dem)
     dev, _ = select_device(device)
     model, info = load_model(weights)
-    engine = Engine(model, dev, batch_size)
+    engine = Engine(model, dev, batch_size, precision)
     options = RunOptions(style=style, overlap=overlap, aoi=aoi)
     codes = np.empty(scene.shape, dtype=np.uint8)
     for row, probs, valid in masked_strips(scene, engine, options):
-        codes[row : row + probs.shape[1]] = fold(probs, style, valid)
+        codes[row : row + probs.shape[1]] = fold(probs, style, valid).cpu().numpy()
     del keep
     g = scene.grid
     t = g.transform
@@ -138,10 +139,11 @@ def run(
     weights: str | Path | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    precision: str | None = None,
     overlap: int = 128,
     aoi: str | Path | None = None,
     overwrite: bool = False,
-    read_threads: int = 2,
+    read_threads: int | None = None,
     progress: Any = None,
     notice: Any = None,
     loaded: tuple[Any, dict] | None = None,
@@ -164,7 +166,7 @@ def run(
     if msg and notice:
         notice(msg)
     model, info = loaded or load_model(weights)
-    engine = Engine(model, dev, batch_size)
+    engine = Engine(model, dev, batch_size, precision)
     options = RunOptions(style=style, overlap=overlap, aoi=aoi, read_threads=read_threads)
     return mask_to_file(
         scene,

@@ -184,7 +184,7 @@ def run_batch(
                 on_result(r)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        opts["read_threads"] = min(opts.get("read_threads", 2), threads)
+        opts["read_threads"] = min(opts.get("read_threads") or 2, threads)
         # spawn, not fork: a forked child inherits torch's thread pools and can deadlock
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(

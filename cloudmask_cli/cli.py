@@ -178,10 +178,19 @@ def run(
     batch_size: int | None = typer.Option(
         None, "--batch-size", help=r"Windows per model call \[default: 2 on CPU, 16 on CUDA]."
     ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help=r"float32 | float16 | bfloat16 \[default: float16 on CUDA, float32 on CPU].",
+    ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    threads: int = typer.Option(2, "--read-threads", help="Threads decoding windows ahead."),
+    threads: int | None = typer.Option(
+        None,
+        "--read-threads",
+        help=r"Threads decoding windows ahead \[default: 2 on CPU, up to 8 on CUDA].",
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the sidecar summary."),
 ) -> None:
@@ -204,6 +213,7 @@ def run(
                 weights=weights,
                 device=device,
                 batch_size=batch_size,
+                precision=precision,
                 overlap=overlap,
                 aoi=aoi,
                 overwrite=overwrite,
@@ -252,6 +262,11 @@ def batch(
     batch_size: int | None = typer.Option(
         None, "--batch-size", help=r"Windows per model call \[default: 2 on CPU, 16 on CUDA]."
     ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help=r"float32 | float16 | bfloat16 \[default: float16 on CUDA, float32 on CPU].",
+    ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),
@@ -269,6 +284,7 @@ def batch(
         "weights": str(weights) if weights else None,
         "device": device,
         "batch_size": batch_size,
+        "precision": precision,
         "overlap": overlap,
         "aoi": str(aoi) if aoi else None,
     }

@@ -462,11 +462,74 @@ def test_default_batch_size_follows_the_device(tiny_weights):
         Engine(model, torch.device("cpu"), batch_size=0)
 
 
+def test_precision_defaults_follow_the_device(tiny_weights):
+    from cloudmask_cli.inference.engine import Engine, default_precision
+    from cloudmask_cli.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(tiny_weights)[0]
+    assert Engine(model, torch.device("cpu")).precision == "float32"
+    # fp16 keeps masks far closer to float32 than bf16 (benchmarks/results.md)
+    assert default_precision(torch.device("cuda")) == "float16"
+    with pytest.raises(ValueError, match="--precision must be one of"):
+        Engine(model, torch.device("cpu"), precision="float8")
+
+
+class _Overflowing(torch.nn.Module):
+    """Logits of ~1e5: fine in float32, infinite in float16 (max 65504)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 7, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(300.0)
+            self.conv.bias.copy_(torch.arange(7, dtype=torch.float32))
+
+    def forward(self, x, desc, band_mask=None):
+        return self.conv(torch.nan_to_num(x))
+
+
+def test_half_precision_overflow_is_redone_in_float32():
+    from cloudmask_cli.inference.engine import Engine
+
+    x = np.full((2, 4, 32, 32), 100.0, dtype=np.float32)
+    desc = np.zeros((4, 74), dtype=np.float32)
+    mask = np.ones((2, 4), dtype=bool)
+    engine = Engine(_Overflowing(), torch.device("cpu"), batch_size=2, precision="float16")
+    probs = engine.predict(x, desc, mask)
+    assert engine.float32_retries == 1
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probs.argmax(axis=1) == 6).all()  # the float32 answer (largest bias)
+
+
+def test_run_records_precision_and_rejects_a_bad_one(s2_product, tiny_weights, tmp_path):
+    out = tmp_path / "m.tif"
+    bad = runner.invoke(app, ["run", str(s2_product), "-o", str(out), "--weights",
+                              str(tiny_weights), "--device", "cpu", "--precision", "half"])  # fmt: skip
+    assert bad.exit_code != 0 and "--precision must be one of" in bad.output
+    assert not out.exists()
+    ok = runner.invoke(app, ["run", str(s2_product), "-o", str(out), "--weights", str(tiny_weights),
+                             "--device", "cpu", "--resolution", "60", "-q"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    side = json.loads(out.with_name("m.tif.json").read_text())
+    assert (side["precision"], side["float32_retries"], side["oom_events"]) == ("float32", 0, 0)
+    assert side["read_threads"] == 2  # the CPU default
+
+
+def test_read_threads_default_follows_the_device():
+    from cloudmask_cli.inference.engine import default_read_threads
+
+    assert default_read_threads(torch.device("cpu")) == 2  # the model needs the cores
+    assert 2 <= default_read_threads(torch.device("cuda")) <= 8
+
+
 def test_help_shows_the_batch_size_defaults():
     # rich read "[default: ...]" in the help text as markup and dropped it
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "2 on CPU, 16 on CUDA" in result.output
+    assert "float16 on CUDA, float32 on CPU" in result.output
+    assert "2 on CPU, up to 8 on CUDA" in result.output
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,40 @@ def test_fold_sums_group_probabilities_per_style():
     assert fold(probs, "4class", valid).tolist() == [[0, 3, NODATA, NODATA]]
     assert fold(probs, "valid", valid).tolist() == [[1, 1, NODATA, NODATA]]
     assert fold(probs, "7class").tolist() == [[0, 5, NODATA, 2]]
+
+
+def _numpy_fold(probs, style, valid):
+    """The fold written plainly with numpy (the reference for the torch one)."""
+    groups = STYLES[style]
+    summed = np.stack([probs[[CLASSES.index(c) for c in m]].sum(0) for _, _, m in groups])
+    codes = np.array([code for code, _, _ in groups], np.uint8)[summed.argmax(0)]
+    codes[(probs.max(0) <= 0) | ~valid] = NODATA
+    return codes
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_fold_matches_numpy_on_arrays_and_tensors(style):
+    import torch
+
+    rng = np.random.default_rng(3)
+    # coarse values make exact ties common: the first group must win them, as numpy's argmax
+    probs = rng.integers(0, 4, (7, 60, 70)).astype(np.float32) / 8
+    probs[:, 0, :5] = 0  # no probability at all: no data
+    valid = rng.random((60, 70)) > 0.1
+    expected = _numpy_fold(probs, style, valid)
+    np.testing.assert_array_equal(fold(probs, style, valid), expected)
+    got = fold(torch.from_numpy(probs), style, torch.from_numpy(valid))
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.uint8
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_blender_takes_tensors_and_hands_out_tensors():
+    import torch
+
+    b = StripBlender((300, 200), 7, 256, 64)
+    p = torch.full((7, 256, 200), 1 / 7)
+    b.add(Window(0, 0, 200, 256), p, torch.ones(256, 200, dtype=torch.bool))
+    first, probs, valid = b.finish(192)[0]
+    assert first == 0 and isinstance(probs, torch.Tensor) and probs.shape == (7, 192, 200)
+    torch.testing.assert_close(probs, torch.full_like(probs, 1 / 7))
+    assert bool(valid.all())

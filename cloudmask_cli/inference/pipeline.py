@@ -2,7 +2,9 @@
 
 `masked_strips` is the loop (shared by the file writer and the xarray API): windows are read
 on a thread pool ahead of the model, batched, predicted, blended, and handed out as finished
-strips of rows. `mask_to_file` adds the COG writer and the sidecar.
+strips of rows. `mask_to_file` adds the COG writer and the sidecar. The main thread only
+batches, launches and folds: decoding and per-window checks run on the read threads, and on a
+GPU the probabilities are blended and folded there, so only class codes come back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rasterio.windows import Window
 
 from cloudmask_cli import __version__
@@ -23,7 +26,7 @@ from cloudmask_cli.classes import CLASSES, NODATA, fold, style_names
 from cloudmask_cli.inference import heap
 from cloudmask_cli.inference.aoi import AOI
 from cloudmask_cli.inference.blender import StripBlender
-from cloudmask_cli.inference.engine import Engine
+from cloudmask_cli.inference.engine import Engine, default_read_threads
 from cloudmask_cli.inference.tiling import keep_windows, plan_windows
 from cloudmask_cli.inference.writer import MaskWriter
 from cloudmask_cli.scene import Scene
@@ -38,7 +41,7 @@ class RunOptions:
     style: str = "7class"
     window: int = 512
     overlap: int = 128
-    read_threads: int = 2
+    read_threads: int | None = None  # None: `default_read_threads` of the engine's device
     aoi: str | Path | None = None
 
 
@@ -50,6 +53,7 @@ class Stats:
     windows_run: int = 0
     windows_empty: int = 0
     read_seconds: float = 0.0
+    read_threads: int = 0
     model_seconds: float = 0.0
     counts: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
 
@@ -58,7 +62,8 @@ class Stats:
 class _Tile:
     window: Window
     x: np.ndarray
-    valid: np.ndarray
+    valid: np.ndarray  # pixels with data (and inside the AOI)
+    bands: np.ndarray  # bands with any data in the window (the model's band mask)
     seconds: float
 
 
@@ -88,7 +93,8 @@ def _read(scene: Scene, window: Window, aoi: AOI | None) -> _Tile:
     if aoi is not None:
         valid &= aoi.inside(window)
     x[:, ~valid] = np.nan
-    return _Tile(window, x, valid, time.perf_counter() - t0)
+    bands = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
+    return _Tile(window, x, valid, bands, time.perf_counter() - t0)
 
 
 def masked_strips(
@@ -98,18 +104,23 @@ def masked_strips(
     stats: Stats | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield finished strips ``(first_row, probabilities (7, n, W), valid (n, W))`` top to bottom."""
+    """Yield finished strips ``(first_row, probabilities (7, n, W), valid (n, W))`` top to
+    bottom, as tensors on the engine's device."""
     stats = stats if stats is not None else Stats()
     aoi = AOI(options.aoi, scene.grid) if options.aoi else None
     windows = plan(scene, options, aoi)
     stats.windows_planned = len(windows)
     if progress:
         progress(0, len(windows))
-    blender = StripBlender(scene.shape, len(CLASSES), options.window, options.overlap)
+    blender = StripBlender(
+        scene.shape, len(CLASSES), options.window, options.overlap, device=engine.device
+    )
     desc = scene.descriptors()
     heap.limit_arenas()
-    ahead = max(2 * options.read_threads, engine.batch_size) + engine.batch_size
-    pool = ThreadPoolExecutor(max_workers=options.read_threads, thread_name_prefix="read")
+    threads = options.read_threads or default_read_threads(engine.device)
+    stats.read_threads = threads
+    ahead = max(2 * threads, engine.batch_size) + engine.batch_size
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="read")
     queue: list[Future[_Tile]] = []
     pending = iter(windows)
 
@@ -163,15 +174,17 @@ def _predict(
     stats.windows_empty += len(batch) - len(run)
     if not run:
         return
-    x = np.stack([t.x for t in run])
-    band_mask = np.isfinite(x).reshape(x.shape[0], x.shape[1], -1).any(axis=2)
+    x = engine.host_batch((len(run), *run[0].x.shape))
+    np.stack([t.x for t in run], out=x.numpy())  # straight into (pinned) memory: one copy
+    band_mask = np.stack([t.bands for t in run])
     t0 = time.perf_counter()
-    probs = engine.predict(x, desc, band_mask)
+    probs = engine.predict_tensor(x, desc, band_mask)
     stats.model_seconds += time.perf_counter() - t0
     stats.windows_run += len(run)
-    for tile, p in zip(run, probs, strict=True):
-        p[:, ~tile.valid] = 0.0
-        blender.add(tile.window, p, tile.valid)
+    valid = torch.from_numpy(np.stack([t.valid for t in run])).to(probs.device)
+    probs.mul_(valid[:, None])  # no probability where the input has no data
+    for tile, p, v in zip(run, probs, valid, strict=True):
+        blender.add(tile.window, p, v)
 
 
 def mask_to_file(
@@ -190,9 +203,9 @@ def mask_to_file(
     stats = Stats()
     with MaskWriter(output, scene.grid, options.style, probabilities, overwrite) as writer:
         for _, probs, valid in masked_strips(scene, engine, options, stats, progress):
-            codes = fold(probs, options.style, valid)
+            codes = fold(probs, options.style, valid).cpu().numpy()
             stats.counts += np.bincount(codes.ravel(), minlength=256)
-            writer.write(codes, probs if probabilities is not None else None)
+            writer.write(codes, probs.cpu().numpy() if probabilities is not None else None)
         sidecar = _sidecar(scene, engine, options, stats, model_info, time.perf_counter() - t0)
         writer.finish(sidecar)
     return sidecar
@@ -241,6 +254,10 @@ def _sidecar(
         },
         "device": str(engine.device),
         "batch_size": engine.batch_size,
+        "precision": engine.precision,
+        "oom_events": engine.oom_events,
+        "float32_retries": engine.float32_retries,
+        "read_threads": stats.read_threads,
         "timings": {
             "total_s": round(seconds, 3),
             "read_s_summed_over_threads": round(stats.read_seconds, 3),
