@@ -15,6 +15,7 @@ from training_fixtures import training_set
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
+from cloudmask_cli.model.checkpoint import load_checkpoint
 from cloudmask_cli.training.config import load_config, parse_config
 from cloudmask_cli.training.loop import train
 
@@ -175,3 +176,45 @@ def test_tiny_model_on_real_biome_patches_lowers_the_loss(
     assert len(val) == 2
     assert val[1]["loss"] < val[0]["loss"], [v["loss"] for v in val]
     assert np.isfinite([r["loss"] for r in result.history if r["type"] == "step"]).all()
+
+
+def test_selection_samples_are_taken_out_of_training(tmp_path: Path) -> None:
+    from cloudmask_cli.training.loop import load_splits
+
+    data = training_set(tmp_path / "data", n_train=12, n_val=2)
+    cfg = parse_config(tiny_config(data, selection_fraction=0.3), "tiny.yaml")
+    train_sets, val_sets, select_sets = load_splits(cfg)
+    trained = {s.id for s in train_sets[0]}
+    chosen = {s.id for s in select_sets[0][1]}
+    assert chosen and trained and not (chosen & trained)
+    assert chosen | trained == {f"train{i:02d}" for i in range(12)}
+    assert {s.id for s in val_sets[0][1]} == {"val00", "val01"}
+    again = load_splits(cfg)[2]
+    assert {s.id for s in again[0][1]} == chosen  # a hash of the id: the same every run
+    plain = load_splits(parse_config(tiny_config(data), "tiny.yaml"))
+    assert len(plain[0][0]) == 12 and plain[2] == []
+
+
+def test_best_checkpoint_is_chosen_on_the_selection_samples(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data", n_train=12, n_val=2)
+    cfg = parse_config(tiny_config(data, selection_fraction=0.3), "tiny.yaml")
+    train(cfg, out=tmp_path / "run")
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    vals = [r for r in rows if r["type"] == "val"]
+    assert vals and all(
+        "selection" in r and "synthetic" in r["selection"]["datasets"] for r in vals
+    )
+    best = min(vals, key=lambda r: r["selection"]["loss"])
+    _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    chosen = meta["metrics"]["validation"]
+    assert chosen["selection"]["loss"] == pytest.approx(best["selection"]["loss"])
+    assert chosen["loss"] == pytest.approx(best["loss"])  # held-out figures ride along
+
+
+def test_selection_fraction_is_checked(tmp_path: Path) -> None:
+    from cloudmask_cli.errors import InputError
+
+    with pytest.raises(InputError, match="selection_fraction must be in"):
+        parse_config(tiny_config(tmp_path, selection_fraction=1.5), "tiny.yaml")

@@ -60,6 +60,10 @@ class TrainConfig:
     steps_per_epoch: int = 1000
     val_batch_size: int = 8
     val_max_batches: int | None = None
+    # Share of each dataset's training samples (by a hash of the sample id) kept out of
+    # training to choose the best checkpoint and drive the rate plateaus. 0: the `val` splits
+    # do that, and the figures reported on them are then optimistic (selection bias).
+    selection_fraction: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16/fp16 autocast on CUDA only
@@ -148,6 +152,10 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
             SyntheticClouds.from_config(cfg.synthetic)
         except (TypeError, ValueError) as exc:
             raise InputError(path, f"synthetic: {exc}") from None
+    if not (isinstance(cfg.selection_fraction, (int, float)) and 0 <= cfg.selection_fraction < 1):
+        raise InputError(
+            path, f"selection_fraction must be in [0, 1), got {cfg.selection_fraction!r}"
+        )
     if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):
         raise InputError(path, "checkpoint_dtype must be float32, float16 or bfloat16")
     return cfg

@@ -2,7 +2,8 @@
 
 Ambiguous cross-entropy on partial labels plus the band-recovery MSE, AdamW with warm-up and
 plateau steps, AMP on CUDA, validation on each dataset's held-out split every epoch, checkpoints
-(``last`` every epoch, ``best`` on the best validation loss) with a training state for
+(``last`` every epoch, ``best`` on the best loss on the selection samples, or on the held-out
+splits when ``selection_fraction`` is 0) with a training state for
 ``--resume``, a JSONL metrics log, and DistributedDataParallel under ``torchrun`` (one process
 per GPU; each rank draws its share of every epoch's samples).
 """
@@ -14,6 +15,7 @@ import json
 import math
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -153,16 +155,34 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         raise InputError(cfg.path or None, f"model: {exc}") from None
 
 
-def load_splits(
-    cfg: TrainConfig,
-) -> tuple[list[list[RawSample]], list[tuple[str, list[RawSample]]]]:
-    """Training samples per dataset, and (name, validation samples) for those with a val split."""
-    train, val = [], []
+Named = list[tuple[str, list[RawSample]]]
+
+
+def in_selection(sample_id: str, fraction: float) -> bool:
+    """Whether a training sample is kept out for checkpoint selection (a salted hash of its id,
+    independent of the datasets' own val hashes)."""
+    return (zlib.crc32(b"selection:" + sample_id.encode()) % 10_000) < fraction * 10_000
+
+
+def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
+    """Training samples per dataset; (name, samples) of the held-out `val` splits; and of the
+    selection samples taken out of the training ones (`selection_fraction`)."""
+    train, val, select = [], [], []
     for spec in cfg.datasets:
-        train.append(open_dataset(spec.kind, spec.path, spec.train, spec.options))
+        samples = open_dataset(spec.kind, spec.path, spec.train, spec.options)
+        if cfg.selection_fraction > 0:
+            chosen = [s for s in samples if in_selection(s.id, cfg.selection_fraction)]
+            samples = [s for s in samples if not in_selection(s.id, cfg.selection_fraction)]
+            if chosen:
+                select.append((spec.name, chosen))
+            if not samples:
+                raise InputError(spec.path, "selection_fraction leaves no training sample")
+        train.append(samples)
         if spec.val is not None:
             val.append((spec.name, open_dataset(spec.kind, spec.path, spec.val, spec.options)))
-    return train, val
+    if cfg.selection_fraction > 0 and not select:
+        raise InputError(cfg.path or None, "selection_fraction picked no sample: raise it")
+    return train, val, select
 
 
 class _Log:
@@ -398,7 +418,7 @@ def train(
             scaler.load_state_dict(state_info["scaler"])
 
     # -- data ----------------------------------------------------------------------------
-    train_sets, val_sets = load_splits(cfg)
+    train_sets, val_sets, select_sets = load_splits(cfg)
     samples = [s for group in train_sets for s in group]
     synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
     dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic)
@@ -406,6 +426,9 @@ def train(
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip
     val_loaders = _val_loaders(val_sets, cfg, dist)
+    # what picks the best checkpoint and the rate plateaus: the selection samples when there
+    # are some, else the held-out splits
+    select_loaders = _val_loaders(select_sets, cfg, dist) if select_sets else val_loaders
 
     log = _Log(out_dir / "metrics.jsonl", dist.main)
     bar = _progress(progress and dist.main, cfg.epochs * cfg.steps_per_epoch)
@@ -482,9 +505,12 @@ def train(
             if step_in_epoch < cfg.steps_per_epoch:  # stopped mid-epoch by max_steps
                 break
             validation = None
-            if val_loaders:
+            if select_loaders:
                 validation = validate(module, net, val_loaders, device, cfg, autocast, dist)
-                best = schedule.on_validation(validation["loss"])
+                if select_loaders is not val_loaders:
+                    selection = validate(module, net, select_loaders, device, cfg, autocast, dist)
+                    validation["selection"] = selection
+                best = schedule.on_validation(validation.get("selection", validation)["loss"])
                 log.write(
                     {
                         "type": "val",
