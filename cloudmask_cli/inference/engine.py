@@ -54,7 +54,8 @@ def default_read_threads(device: torch.device) -> int:
 
 
 # float16 keeps 10 mantissa bits to bfloat16's 7: on the demo products fp16 masks match the fp32
-# ones on 99.9 % of pixels, bf16 masks on 97.1-99.6 % (benchmarks/results.md, "CUDA precision").
+# ones on 99.8-99.96 % of pixels, bf16 masks on 97.1-99.6 % (benchmarks/results.md, first GPU
+# session).
 PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

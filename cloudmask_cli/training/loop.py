@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from cloudmask_cli.model.network import (
     normalise,
 )
 from cloudmask_cli.training.adapters import open_dataset
+from cloudmask_cli.training.adapters.common import in_split
 from cloudmask_cli.training.config import TrainConfig
 from cloudmask_cli.training.datasets import (
     MixedSampler,
@@ -159,9 +159,9 @@ Named = list[tuple[str, list[RawSample]]]
 
 
 def in_selection(sample_id: str, fraction: float) -> bool:
-    """Whether a training sample is kept out for checkpoint selection (a salted hash of its id,
-    independent of the datasets' own val hashes)."""
-    return (zlib.crc32(b"selection:" + sample_id.encode()) % 10_000) < fraction * 10_000
+    """Whether a training sample is kept out for checkpoint selection: the adapters' hash
+    split on a salted id, so it is independent of the datasets' own val hashes."""
+    return in_split(f"selection:{sample_id}", "val", fraction)
 
 
 def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
