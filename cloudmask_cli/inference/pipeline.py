@@ -103,7 +103,7 @@ def masked_strips(
     options: RunOptions,
     stats: Stats | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield finished strips ``(first_row, probabilities (7, n, W), valid (n, W))`` top to
     bottom, as tensors on the engine's device."""
     stats = stats if stats is not None else Stats()
