@@ -41,9 +41,10 @@ def tensors(path: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(str(path))
 
 
-def test_resume_gives_the_same_state_bitwise(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_gives_the_same_state_bitwise(tmp_path: Path, ema: float) -> None:
     data = training_set(tmp_path / "data")
-    cfg = parse_config(tiny_config(data), "tiny.yaml")
+    cfg = parse_config(tiny_config(data, ema=ema), "tiny.yaml")
     straight = train(cfg, out=tmp_path / "straight")
     assert straight.steps == 6 and straight.epochs == 2
     first = train(cfg, out=tmp_path / "split", max_steps=2)  # stops mid-epoch 0
@@ -157,6 +158,13 @@ def test_cli_train_then_evaluate(tmp_path: Path) -> None:
     assert doc["overall"]["pixels"] == 2 * 32 * 32 and doc["bands"] == "B02,B08"
     res = runner.invoke(app, ["train", str(tmp_path / "missing.yaml")])
     assert res.exit_code == 2 and "training config not found" in res.output
+    res = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "s9"), "--seed", "9"])
+    assert res.exit_code == 0, res.output
+    seeded = yaml.safe_load((tmp_path / "s9" / "last.yaml").read_text())
+    assert seeded["training"]["config"]["seed"] == 9
+    first = tensors(tmp_path / "run" / "last.safetensors")
+    other = tensors(tmp_path / "s9" / "last.safetensors")
+    assert any(not torch.equal(first[k], other[k]) for k in first)  # another seed, another run
 
 
 @pytest.mark.realdata
@@ -213,8 +221,72 @@ def test_best_checkpoint_is_chosen_on_the_selection_samples(tmp_path: Path) -> N
     assert chosen["loss"] == pytest.approx(best["loss"])  # held-out figures ride along
 
 
+def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:
+    from cloudmask_cli.errors import InputError
+    from cloudmask_cli.training.evaluate import load_eval_sets
+    from cloudmask_cli.training.loop import load_splits
+
+    data = training_set(tmp_path / "data", n_train=12, n_val=3)
+    dropped = {"train03": "clear land labelled cloud", "val01": "cloud labelled clear"}
+    raw = tiny_config(data, selection_fraction=0.3)
+    raw["datasets"][0]["exclude"] = dropped
+    cfg = parse_config(raw, "tiny.yaml")
+    train_sets, val_sets, select_sets = load_splits(cfg)
+    used = {s.id for s in train_sets[0]} | {s.id for _, g in val_sets + select_sets for s in g}
+    assert used == {f"train{i:02d}" for i in range(12)} - {"train03"} | {"val00", "val02"}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert [s.id for s in load_eval_sets(path)[0][1]] == ["val00", "val02"]
+
+    raw["datasets"][0]["exclude"] = {"train99": "typo"}
+    with pytest.raises(InputError, match=r"not in synthetic: \['train99'\]"):
+        load_splits(parse_config(raw, "tiny.yaml"))
+    raw["datasets"][0]["exclude"] = ["train03"]
+    with pytest.raises(InputError, match="reason"):
+        parse_config(raw, "tiny.yaml")
+
+
+def test_weight_average_follows_the_formula() -> None:
+    from cloudmask_cli.training.average import WeightAverage
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    avg = WeightAverage(net, 0.5)
+    expected = net[0].weight.detach().clone()
+    for n in range(1, 4):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        net(torch.randn(4, 3))  # moves the BatchNorm statistics and counter
+        avg.update(net)
+        d = min(0.5, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * net[0].weight.detach()
+    assert torch.allclose(avg.net[0].weight, expected)
+    assert int(avg.net[1].num_batches_tracked) == 3
+    assert not avg.net[0].weight.requires_grad
+    again = WeightAverage(net, 0.5)
+    again.load(avg.tensors())
+    assert again.updates == 3 and torch.equal(again.net[0].weight, avg.net[0].weight)
+
+
+def test_best_checkpoint_holds_the_weight_average(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data, ema=0.9, epochs=1), "tiny.yaml")
+    train(cfg, out=tmp_path / "run")
+    best = tensors(tmp_path / "run" / "best.safetensors")
+    raw = tensors(tmp_path / "run" / "last.safetensors")
+    state = tensors(tmp_path / "run" / "last.state.safetensors")
+    assert int(state["ema_updates"]) == 3
+    differs = 0
+    for k, v in best.items():
+        assert torch.equal(v, state[f"ema.{k}"]), k
+        differs += not torch.equal(v, raw[k])
+    assert differs  # the average, not the last weights
+
+
 def test_selection_fraction_is_checked(tmp_path: Path) -> None:
     from cloudmask_cli.errors import InputError
 
     with pytest.raises(InputError, match="selection_fraction must be in"):
         parse_config(tiny_config(tmp_path, selection_fraction=1.5), "tiny.yaml")
+    with pytest.raises(InputError, match="ema must be in"):
+        parse_config(tiny_config(tmp_path, ema=1.0), "tiny.yaml")

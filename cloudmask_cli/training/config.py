@@ -7,7 +7,7 @@ so a typo never silently falls back to a default. See ``examples/train-tiny.yaml
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,13 @@ class DatasetSpec:
     train: str | None = "train"  # split used for training (None: the whole dataset)
     val: str | None = "val"  # held-out split validated each epoch (None: not validated)
     options: dict[str, Any] = field(default_factory=dict)
+    # samples never used, in any split, each with the reason (``{id: reason}``): labels found
+    # wrong on review. Training on them teaches the errors; scoring on them measures the labels.
+    exclude: dict[str, str] = field(default_factory=dict)
+
+    def keep(self, samples: list[Any]) -> list[Any]:
+        """``samples`` without the excluded ones."""
+        return [s for s in samples if s.id not in self.exclude]
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,9 @@ class TrainConfig:
     # training to choose the best checkpoint and drive the rate plateaus. 0: the `val` splits
     # do that, and the figures reported on them are then optimistic (selection bias).
     selection_fraction: float = 0.0
+    # Decay of an exponential moving average of the weights (e.g. 0.99: about the last 100
+    # steps); the average is what is validated and saved as `best`. 0: no average.
+    ema: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16/fp16 autocast on CUDA only
@@ -114,6 +124,14 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
     sets = []
     for i, raw in enumerate(raw_sets):
         spec = _build(DatasetSpec, raw, f"datasets[{i}]", path)
+        reasons = spec.exclude
+        if not isinstance(reasons, dict) or not all(
+            isinstance(v, str) and v.strip() for v in reasons.values()
+        ):
+            raise InputError(
+                path, f"datasets[{i}].exclude must map each sample id to the reason it is left out"
+            )
+        spec = replace(spec, exclude={str(k): v for k, v in reasons.items()})
         p = Path(spec.path).expanduser()
         if base is not None and not p.is_absolute():
             p = base / p
@@ -156,6 +174,8 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         raise InputError(
             path, f"selection_fraction must be in [0, 1), got {cfg.selection_fraction!r}"
         )
+    if not (isinstance(cfg.ema, (int, float)) and 0 <= cfg.ema < 1):
+        raise InputError(path, f"ema must be in [0, 1), got {cfg.ema!r}")
     if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):
         raise InputError(path, "checkpoint_dtype must be float32, float16 or bfloat16")
     return cfg

@@ -8,6 +8,7 @@ in each style), respecting partial labels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -81,7 +82,9 @@ def load_eval_sets(
                     sets.append(
                         (
                             spec.name,
-                            open_dataset(spec.kind, spec.path, split or spec.val, spec.options),
+                            spec.keep(
+                                open_dataset(spec.kind, spec.path, split or spec.val, spec.options)
+                            ),
                         )
                     )
             if not sets:
@@ -215,6 +218,12 @@ def evaluate(
                 progress(done, total)
         per_set[name] = scores.report()
         overall.merge(scores)
+    excluded = {}
+    if Path(data).suffix in (".yaml", ".yml") and kind == "training":
+        with contextlib.suppress(InputError):
+            from cloudmask_cli.training.config import load_config
+
+            excluded = {d.name: d.exclude for d in load_config(data).datasets if d.exclude}
     return {
         "data": str(data),
         "weights": None if mask is not None or baseline is not None else str(weights or "bundled"),
@@ -222,6 +231,7 @@ def evaluate(
         "mask": None if mask is None else str(mask),
         "bands": bands,
         "samples": total,
+        "excluded": excluded,  # {dataset: {sample id: reason}}: labels found wrong on review
         "datasets": per_set,
         "overall": overall.report(),
     }

@@ -3,8 +3,8 @@
 Ambiguous cross-entropy on partial labels plus the band-recovery MSE, AdamW with warm-up and
 plateau steps, AMP on CUDA, validation on each dataset's held-out split every epoch, checkpoints
 (``last`` every epoch, ``best`` on the best loss on the selection samples, or on the held-out
-splits when ``selection_fraction`` is 0) with a training state for
-``--resume``, a JSONL metrics log, and DistributedDataParallel under ``torchrun`` (one process
+splits when ``selection_fraction`` is 0; with ``ema``, the weight average is what is validated
+and saved as ``best``) with a training state for ``--resume``, a JSONL metrics log, and DistributedDataParallel under ``torchrun`` (one process
 per GPU; each rank draws its share of every epoch's samples).
 """
 
@@ -37,6 +37,7 @@ from cloudmask_cli.model.network import (
 )
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.adapters.common import in_split
+from cloudmask_cli.training.average import WeightAverage
 from cloudmask_cli.training.config import TrainConfig
 from cloudmask_cli.training.datasets import (
     MixedSampler,
@@ -169,7 +170,12 @@ def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
     selection samples taken out of the training ones (`selection_fraction`)."""
     train, val, select = [], [], []
     for spec in cfg.datasets:
-        samples = open_dataset(spec.kind, spec.path, spec.train, spec.options)
+        found = open_dataset(spec.kind, spec.path, spec.train, spec.options)
+        held = open_dataset(spec.kind, spec.path, spec.val, spec.options) if spec.val else []
+        unknown = sorted(set(spec.exclude) - {s.id for s in found + held})
+        if unknown:
+            raise InputError(spec.path, f"exclude names sample(s) not in {spec.name}: {unknown}")
+        samples = spec.keep(found)
         if cfg.selection_fraction > 0:
             chosen = [s for s in samples if in_selection(s.id, cfg.selection_fraction)]
             samples = [s for s in samples if not in_selection(s.id, cfg.selection_fraction)]
@@ -179,7 +185,7 @@ def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
                 raise InputError(spec.path, "selection_fraction leaves no training sample")
         train.append(samples)
         if spec.val is not None:
-            val.append((spec.name, open_dataset(spec.kind, spec.path, spec.val, spec.options)))
+            val.append((spec.name, spec.keep(held)))
     if cfg.selection_fraction > 0 and not select:
         raise InputError(cfg.path or None, "selection_fraction picked no sample: raise it")
     return train, val, select
@@ -331,6 +337,7 @@ def _save(
     info: dict[str, Any],
     dtype: torch.dtype,
     with_state: bool,
+    extra: dict[str, Tensor] | None = None,
 ) -> None:
     meta = {
         "training": {
@@ -345,7 +352,7 @@ def _save(
     path = out / f"{stem}.safetensors"
     save_checkpoint(net, net.config, path, metadata=meta, dtype=dtype)
     if with_state:
-        save_state(path, opt, info)
+        save_state(path, opt, info, extra)
 
 
 def train(
@@ -399,6 +406,12 @@ def train(
             notice(f"--resume {resume}: the config differs from the one the run started with")
     net = net.to(device).train()
     module: nn.Module = TrainingModule(net, cfg.loss.recovery > 0, cfg.loss.recovery_pixels)
+    average = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
+    if average is not None and state_tensors is not None:
+        average.load(state_tensors)
+    # what is validated and saved as `best`: the weight average when there is one
+    scored_net = average.net if average is not None else net
+    scored: nn.Module = TrainingModule(scored_net, False) if average is not None else module
     if dist.active:
         ids = [device.index] if device.type == "cuda" else None
         module = nn.parallel.DistributedDataParallel(
@@ -443,8 +456,11 @@ def train(
             "scaler": scaler.state_dict() if scaler is not None else None,
         }  # fmt: skip
 
+    def extra() -> dict[str, Tensor] | None:
+        return average.tensors() if average is not None else None
+
     if validate_first and val_loaders:
-        v = validate(module, net, val_loaders, device, cfg, autocast, dist)
+        v = validate(scored, scored_net, val_loaders, device, cfg, autocast, dist)
         log.write({"type": "val", "epoch": epoch - 1, "step": schedule.step, **v})
 
     try:
@@ -479,6 +495,8 @@ def train(
                 else:
                     # one bad batch must not poison the weights with NaN: skip its update
                     notice(f"step {schedule.step}: non-finite gradients, update skipped")
+                if average is not None:
+                    average.update(net)
                 lr = schedule.rate()
                 schedule.on_step()
                 step_in_epoch += 1
@@ -499,16 +517,18 @@ def train(
                 stop = max_steps is not None and schedule.step >= max_steps
                 periodic = cfg.checkpoint_every and schedule.step % cfg.checkpoint_every == 0
                 if (stop or periodic) and step_in_epoch < cfg.steps_per_epoch and dist.main:
-                    _save(out_dir, "last", net, opt, cfg, info(), torch.float32, with_state=True)
+                    _save(out_dir, "last", net, opt, cfg, info(), torch.float32, True, extra())
                 if stop:
                     break
             if step_in_epoch < cfg.steps_per_epoch:  # stopped mid-epoch by max_steps
                 break
             validation = None
             if select_loaders:
-                validation = validate(module, net, val_loaders, device, cfg, autocast, dist)
+                validation = validate(scored, scored_net, val_loaders, device, cfg, autocast, dist)
                 if select_loaders is not val_loaders:
-                    selection = validate(module, net, select_loaders, device, cfg, autocast, dist)
+                    selection = validate(
+                        scored, scored_net, select_loaders, device, cfg, autocast, dist
+                    )
                     validation["selection"] = selection
                 best = schedule.on_validation(validation.get("selection", validation)["loss"])
                 log.write(
@@ -521,12 +541,12 @@ def train(
                     }
                 )
                 if best and dist.main:
-                    _save(out_dir, "best", net, opt, cfg, {**info(validation), "epoch": epoch + 1,
+                    _save(out_dir, "best", scored_net, opt, cfg, {**info(validation), "epoch": epoch + 1,
                                                            "step_in_epoch": 0}, dtype, with_state=False)  # fmt: skip
             epoch, step_in_epoch = epoch + 1, 0
             if dist.main:
                 _save(
-                    out_dir, "last", net, opt, cfg, info(validation), torch.float32, with_state=True
+                    out_dir, "last", net, opt, cfg, info(validation), torch.float32, True, extra()
                 )
             if max_steps is not None and schedule.step >= max_steps:
                 break
