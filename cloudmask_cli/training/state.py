@@ -61,10 +61,13 @@ def save_state(
     checkpoint: str | os.PathLike[str],
     optimizer: torch.optim.Optimizer,
     info: dict[str, Any],
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the optimiser state, the RNG states and ``info`` (JSON-able) beside a checkpoint."""
+    """Write the optimiser state, the RNG states, ``extra`` tensors (the weight average) and
+    ``info`` (JSON-able) beside a checkpoint."""
     tensor_path, json_path = state_paths(checkpoint)
     tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(extra or {})
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
