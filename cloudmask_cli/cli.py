@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -382,6 +383,9 @@ def train(
     out_dir: Path | None = typer.Option(
         None, "--out", help="Output folder (default: config's out)."
     ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Use this seed instead of the config's (to measure run-to-run spread)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Train or fine-tune on labelled datasets; checkpoints and metrics.jsonl go to --out.
@@ -392,6 +396,8 @@ def train(
 
     try:
         cfg = load_config(config)
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, seed=seed)  # recorded in the checkpoint's config
         result = run_training(
             cfg, out=out_dir, resume=resume, init=init, progress=not quiet and err.is_terminal,
             notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
