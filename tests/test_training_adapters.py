@@ -321,3 +321,24 @@ def test_scl_val_block_is_a_spatial_hold_out(tmp_path: Path) -> None:
     train = [s.origin for s in open_dataset("scl", safe, "train", opts)]
     assert sorted(val) == [(20, 20), (20, 30), (30, 20), (30, 30)]
     assert (10, 10) not in train and (10, 20) not in train
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("config", ["train-bundled.yaml", "train-bundled-stage2.yaml"])
+def test_bundled_configs_exclude_real_chips_from_every_split(
+    shared_data: Path, config: str
+) -> None:
+    from conftest import require
+
+    from cloudmask_cli.training.config import load_config
+    from cloudmask_cli.training.loop import load_splits
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / config)
+    for spec in cfg.datasets:
+        require(Path(spec.path))  # the configs point at ../shared beside the repository
+    train, val, select = load_splits(cfg)  # raises on an excluded id the data lacks
+    (ocn,) = [s for s in cfg.datasets if s.kind == "oncloudn"]
+    assert len(ocn.exclude) == 11
+    used = {s.id for g in train for s in g} | {s.id for _, g in val + select for s in g}
+    assert not used & set(ocn.exclude)
+    assert len([s for n, g in val for s in g if n == ocn.name]) == 5

@@ -223,7 +223,7 @@ def test_best_checkpoint_is_chosen_on_the_selection_samples(tmp_path: Path) -> N
 
 def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:
     from cloudmask_cli.errors import InputError
-    from cloudmask_cli.training.evaluate import load_eval_sets
+    from cloudmask_cli.training.evaluate import evaluate, load_eval_sets
     from cloudmask_cli.training.loop import load_splits
 
     data = training_set(tmp_path / "data", n_train=12, n_val=3)
@@ -237,6 +237,8 @@ def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert [s.id for s in load_eval_sets(path)[0][1]] == ["val00", "val02"]
+    report = evaluate(path, baseline=0.3)
+    assert report["samples"] == 2 and report["excluded"] == {"synthetic": dropped}
 
     raw["datasets"][0]["exclude"] = {"train99": "typo"}
     with pytest.raises(InputError, match=r"not in synthetic: \['train99'\]"):

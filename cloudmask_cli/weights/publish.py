@@ -104,6 +104,9 @@ def publish(
             "run": training,
             "held_out": "Biome val patches; On Cloud N chips with crc32(id) in the 25 % val range; "
             "T29UNU 60 m pixel block rows 1318-1830, cols 0-512 (tiles touching it unused)",
+            "excluded": "samples whose labels failed review are in no split and not scored "
+            "(each config's datasets[].exclude, with reasons); the `unreviewed` figures score "
+            "On Cloud N's val chips with them",
             "validation_data": "the val splits of the stage-1 config (examples/train-bundled.yaml)",
         },
         "validation": validation_figures(reports) if reports else {},
