@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         index = review(args.config, args.out, args.dataset)
     except InputError as exc:
-        print(f"cloudmask: {exc}", file=sys.stderr)
+        print(f"cloudmask: error: {exc}", file=sys.stderr)
         return 2
     print(f"sheets and {index.name} in {index.parent}")
     return 0
