@@ -15,6 +15,7 @@ from training_fixtures import training_set
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
+from cloudmask_cli.errors import InputError
 from cloudmask_cli.model.checkpoint import load_checkpoint
 from cloudmask_cli.training.config import load_config, parse_config
 from cloudmask_cli.training.loop import train
@@ -219,6 +220,24 @@ def test_best_checkpoint_is_chosen_on_the_selection_samples(tmp_path: Path) -> N
     chosen = meta["metrics"]["validation"]
     assert chosen["selection"]["loss"] == pytest.approx(best["selection"]["loss"])
     assert chosen["loss"] == pytest.approx(best["loss"])  # held-out figures ride along
+
+
+def test_best_checkpoint_on_the_pooled_f1(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data", n_train=12, n_val=2)
+    raw = tiny_config(data, selection_fraction=0.3, select_on="f1", epochs=4, steps_per_epoch=2)
+    train(parse_config(raw, "tiny.yaml"), out=tmp_path / "run")
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    sel = [r["selection"] for r in rows if r["type"] == "val"]
+    for s in sel:
+        f1s = [v for v in (s["cloud_f1"], s["invalid_f1"]) if v is not None]
+        assert f1s and s["f1_error"] == pytest.approx(1 - sum(f1s) / len(f1s))
+    _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    chosen = meta["metrics"]["validation"]["selection"]
+    assert chosen["f1_error"] == pytest.approx(min(s["f1_error"] for s in sel))
+    with pytest.raises(InputError, match="select_on must be loss or f1"):
+        parse_config(tiny_config(data, select_on="iou"), "tiny.yaml")
 
 
 def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ class BandSampling:
     enabled: bool = True
     min_bands: int = 1  # fewest optical bands kept
     keep_all: float = 0.25  # probability of keeping every optical band
+    # probability of adding back the thermal bands a subset left out: thermal is the cue that
+    # separates bright warm ground from cold cloud, and only some sensors have it
+    keep_thermal: float = 0.0
     sar_dropout: float = 0.5  # probability of dropping the SAR bands (when a sample has them)
     dem_dropout: float = 0.5  # probability of dropping the DEM
 
@@ -47,6 +50,10 @@ def choose_bands(bands: Sequence[Band], rng: np.random.Generator, cfg: BandSampl
         k = int(rng.integers(min(max(cfg.min_bands, 1), len(optical)), len(optical) + 1))
         picked = rng.permutation(optical)[:k]
         chosen += optical if keep_all else [int(i) for i in picked]
+        thermal = [i for i in optical if bands[i].type == "brightness_temperature"]
+        # drawn only when enabled, so configs without it keep their random stream
+        if cfg.keep_thermal > 0 and thermal and rng.random() < cfg.keep_thermal:
+            chosen = sorted(set(chosen) | set(thermal))
     if sar and not rng.random() < cfg.sar_dropout:
         chosen += sar
     if dem and not rng.random() < cfg.dem_dropout:

@@ -71,6 +71,10 @@ class TrainConfig:
     # training to choose the best checkpoint and drive the rate plateaus. 0: the `val` splits
     # do that, and the figures reported on them are then optimistic (selection bias).
     selection_fraction: float = 0.0
+    # what picks `best` and the rate plateaus: "loss" (mean ambiguous cross entropy) or "f1"
+    # (1 - mean of the pooled cloud and invalid F1; bounded, so one confidently wrong sample
+    # cannot outweigh the others)
+    select_on: str = "loss"
     # Decay of an exponential moving average of the weights (e.g. 0.99: about the last 100
     # steps); the average is what is validated and saved as `best`. 0: no average.
     ema: float = 0.0
@@ -88,6 +92,7 @@ class TrainConfig:
     loss: LossWeights = LossWeights()
     optimiser: Optimiser = Optimiser()
     synthetic: dict[str, Any] | None = None  # SyntheticClouds settings; None: no synthetic clouds
+    ground: dict[str, Any] | None = None  # BrightGround settings; None: no synthetic bright ground
     path: str = ""  # the YAML it came from
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,10 +175,19 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
             SyntheticClouds.from_config(cfg.synthetic)
         except (TypeError, ValueError) as exc:
             raise InputError(path, f"synthetic: {exc}") from None
+    if cfg.ground is not None:
+        from cloudmask_cli.training.ground import BrightGround
+
+        try:
+            BrightGround.from_config(cfg.ground)
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, f"ground: {exc}") from None
     if not (isinstance(cfg.selection_fraction, (int, float)) and 0 <= cfg.selection_fraction < 1):
         raise InputError(
             path, f"selection_fraction must be in [0, 1), got {cfg.selection_fraction!r}"
         )
+    if cfg.select_on not in ("loss", "f1"):
+        raise InputError(path, f"select_on must be loss or f1, got {cfg.select_on!r}")
     if not (isinstance(cfg.ema, (int, float)) and 0 <= cfg.ema < 1):
         raise InputError(path, f"ema must be in [0, 1), got {cfg.ema!r}")
     if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Sampler
 from cloudmask_cli.descriptors import LENGTH
 from cloudmask_cli.training.adapters.common import tiles
 from cloudmask_cli.training.augment import Augmentation, BandSampling, augment, choose_bands
+from cloudmask_cli.training.ground import BrightGround
 from cloudmask_cli.training.labels import (
     NO_DATA_BITS,
     bits_from_possible,
@@ -70,6 +71,7 @@ class TrainingDataset(Dataset):
         aug: Augmentation = Augmentation(),
         seed: int = 0,
         synthetic: SyntheticClouds | None = None,
+        ground: BrightGround | None = None,
     ) -> None:
         self.samples = list(samples)
         self.crop = crop
@@ -77,6 +79,7 @@ class TrainingDataset(Dataset):
         self.aug = aug
         self.seed = seed
         self.synthetic = synthetic
+        self.ground = ground
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -98,6 +101,10 @@ class TrainingDataset(Dataset):
                 break
         fed = [sample.bands[i] for i in band_idx]
         x, bits = augment(x, bits, fed, rng, self.aug)
+        if self.ground is not None:
+            # clear land rewritten as bright ground before any cloud is drawn over it
+            x, possible = self.ground(x, fed, possible_from_bits(bits), rng)
+            bits = bits_from_possible(possible)
         if self.synthetic is not None:
             # clouds rendered over the real pixels, labelled exactly (training/synthetic.py)
             pixel = getattr(sample, "resolution", None) or getattr(sample, "pixel_size", None)

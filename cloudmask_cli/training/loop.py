@@ -2,8 +2,8 @@
 
 Ambiguous cross-entropy on partial labels plus the band-recovery MSE, AdamW with warm-up and
 plateau steps, AMP on CUDA, validation on each dataset's held-out split every epoch, checkpoints
-(``last`` every epoch, ``best`` on the best loss on the selection samples, or on the held-out
-splits when ``selection_fraction`` is 0; with ``ema``, the weight average is what is validated
+(``last`` every epoch, ``best`` on the best loss or pooled F1 (``select_on``) on the selection
+samples, or on the held-out splits when ``selection_fraction`` is 0; with ``ema``, the weight average is what is validated
 and saved as ``best``) with a training state for ``--resume``, a JSONL metrics log, and DistributedDataParallel under ``torchrun`` (one process
 per GPU; each rank draws its share of every epoch's samples).
 """
@@ -45,6 +45,7 @@ from cloudmask_cli.training.datasets import (
     ValidationDataset,
     collate,
 )
+from cloudmask_cli.training.ground import BrightGround
 from cloudmask_cli.training.labels import bits_from_possible
 from cloudmask_cli.training.metrics import Scores
 from cloudmask_cli.training.sample import RawSample
@@ -52,6 +53,8 @@ from cloudmask_cli.training.schedule import PlateauSchedule
 from cloudmask_cli.training.state import load_state, restore, save_state
 from cloudmask_cli.training.synthetic import SyntheticClouds
 
+# what `select_on` names -> the key of `validate`'s result that picks `best` and the plateaus
+SELECT_ON = {"loss": "loss", "f1": "f1_error"}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -246,6 +249,7 @@ def validate(
     module.eval()
     out: dict[str, Any] = {"datasets": {}}
     total_loss = total_px = 0.0
+    pooled = Scores()
     for name, loader in sets:
         scores = Scores()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -283,7 +287,13 @@ def validate(
         }
         total_loss += float(loss_sum)
         total_px += float(px)
+        pooled.merge(scores)
     out["loss"] = total_loss / total_px if total_px else math.nan
+    report = pooled.report()
+    out["cloud_f1"], out["invalid_f1"] = report["cloud"]["f1"], report["invalid"]["f1"]
+    # bounded: one confidently wrong sample cannot outweigh the rest as it can in the loss
+    f1s = [v for v in (out["cloud_f1"], out["invalid_f1"]) if v is not None]
+    out["f1_error"] = 1.0 - sum(f1s) / len(f1s) if f1s else math.nan
     module.train()
     return out
 
@@ -434,7 +444,10 @@ def train(
     train_sets, val_sets, select_sets = load_splits(cfg)
     samples = [s for group in train_sets for s in group]
     synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
-    dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic)
+    ground = BrightGround.from_config(cfg.ground) if cfg.ground is not None else None
+    dataset = TrainingDataset(
+        samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic, ground
+    )
     draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip
@@ -530,7 +543,8 @@ def train(
                         scored, scored_net, select_loaders, device, cfg, autocast, dist
                     )
                     validation["selection"] = selection
-                best = schedule.on_validation(validation.get("selection", validation)["loss"])
+                chooser = validation.get("selection", validation)
+                best = schedule.on_validation(chooser[SELECT_ON[cfg.select_on]])
                 log.write(
                     {
                         "type": "val",

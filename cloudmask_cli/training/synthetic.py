@@ -496,9 +496,11 @@ def render_clouds(
 # --- augmentation -------------------------------------------------------------------------------
 
 
-def _range(value: Any, name: str, lo: float, hi: float) -> tuple[float, float]:
+def _range(
+    value: Any, name: str, lo: float, hi: float, what: str = "synthetic clouds"
+) -> tuple[float, float]:
     if isinstance(value, bool):
-        raise ValueError(f"synthetic clouds: {name} must be a number or [min, max], got {value!r}")
+        raise ValueError(f"{what}: {name} must be a number or [min, max], got {value!r}")
     if isinstance(value, (int, float)):
         value = (value, value)
     if (
@@ -506,10 +508,10 @@ def _range(value: Any, name: str, lo: float, hi: float) -> tuple[float, float]:
         or len(value) != 2
         or not all(isinstance(v, (int, float)) for v in value)
     ):
-        raise ValueError(f"synthetic clouds: {name} must be a number or [min, max], got {value!r}")
+        raise ValueError(f"{what}: {name} must be a number or [min, max], got {value!r}")
     a, b = float(value[0]), float(value[1])
     if not lo <= a <= b <= hi:
-        raise ValueError(f"synthetic clouds: {name} must satisfy {lo} <= min <= max <= {hi}")
+        raise ValueError(f"{what}: {name} must satisfy {lo} <= min <= max <= {hi}")
     return a, b
 
 
