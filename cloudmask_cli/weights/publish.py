@@ -96,8 +96,8 @@ def publish(
     metadata = {
         "name": name,
         "description": "SEnSeI-v2 + SegFormer-B0 trained by the cloudmask project on the small real "
-        "labelled data beside the repository plus synthetic clouds, on a 2-core CPU in about "
-        "40 minutes (see README, Model quality). A starting point to fine-tune, not a final model.",
+        "labelled data beside the repository plus synthetic clouds and bright ground, on a 2-core "
+        "CPU in about 40 minutes (see README, Model quality). A starting point to fine-tune, not a final model.",
         "training": {
             "stages": stages,
             "checkpoint": str(checkpoint),
