@@ -25,7 +25,7 @@ or over patches (a semi-arid mosaic); their label becomes land. SAR, incidence a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,8 @@ from cloudmask_cli.training.synthetic import (
     REFLECTIVE,
     THERMAL,
     _band_samples,
-    _range,
     _wv_transmittance,
+    config_kwargs,
     fractal_noise,
 )
 
@@ -91,14 +91,6 @@ class BrightGround:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> BrightGround:
         """Build from a YAML mapping; ranges as [min, max] or a number."""
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(
-                f"bright ground: unknown key(s) {', '.join(sorted(unknown))} "
-                f"(expected {', '.join(sorted(known))})"
-            )
         limits = {
             "level": (0.0, 1.0),
             "contrast": (0.0, 2.0),
@@ -106,15 +98,7 @@ class BrightGround:
             "haze": (0.0, 0.3),
             "cover": (0.0, 1.0),
         }
-        kw: dict[str, Any] = {}
-        for key, value in config.items():
-            if key in limits:
-                kw[key] = _range(value, key, *limits[key], what="bright ground")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"bright ground: {key} must be a number, got {value!r}")
-            else:
-                kw[key] = float(value)
-        return cls(**kw)
+        return cls(**config_kwargs(cls, config, limits, "bright ground"))
 
     def __call__(
         self,

@@ -496,6 +496,33 @@ def render_clouds(
 # --- augmentation -------------------------------------------------------------------------------
 
 
+def config_kwargs(
+    cls: type,
+    config: Mapping[str, Any] | None,
+    limits: Mapping[str, tuple[float, float]],
+    what: str,
+) -> dict[str, Any]:
+    """Keyword arguments of an augmentation dataclass from a YAML mapping: the keys in ``limits``
+    are ranges ([min, max] or one number) within them, the others numbers; unknown keys fail."""
+    config = dict(config or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(
+            f"{what}: unknown key(s) {', '.join(sorted(unknown))} "
+            f"(expected {', '.join(sorted(known))})"
+        )
+    kw: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in limits:
+            kw[key] = _range(value, key, *limits[key], what=what)
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{what}: {key} must be a number, got {value!r}")
+        else:
+            kw[key] = float(value)
+    return kw
+
+
 def _range(
     value: Any, name: str, lo: float, hi: float, what: str = "synthetic clouds"
 ) -> tuple[float, float]:
@@ -548,14 +575,6 @@ class SyntheticClouds:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> SyntheticClouds:
         """Build from a YAML mapping; keys are the field names, ranges as [min, max] or a number."""
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(
-                f"synthetic clouds: unknown key(s) {', '.join(sorted(unknown))} "
-                f"(expected {', '.join(sorted(known))})"
-            )
         limits = {
             "cover": (0.0, 1.0),
             "thin_fraction": (0.0, 1.0),
@@ -563,15 +582,7 @@ class SyntheticClouds:
             "cloud_height": (0.0, 20.0),
             "cirrus_height": (0.0, 20.0),
         }
-        kw: dict[str, Any] = {}
-        for key, value in config.items():
-            if key in limits:
-                kw[key] = _range(value, key, *limits[key])
-            elif not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"synthetic clouds: {key} must be a number, got {value!r}")
-            else:
-                kw[key] = float(value)
-        return cls(**kw)
+        return cls(**config_kwargs(cls, config, limits, "synthetic clouds"))
 
     def __call__(
         self,
