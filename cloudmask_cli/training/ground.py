@@ -24,9 +24,9 @@ or over patches (a semi-arid mosaic); their label becomes land. SAR, incidence a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
@@ -35,9 +35,9 @@ from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.synthetic import (
     REFLECTIVE,
     THERMAL,
+    RangedAugmentation,
     _band_samples,
     _wv_transmittance,
-    config_kwargs,
     fractal_noise,
 )
 
@@ -65,7 +65,7 @@ def soil_reflectance(
 
 
 @dataclass(frozen=True)
-class BrightGround:
+class BrightGround(RangedAugmentation):
     """Training augmentation: with probability ``p``, rewrite clear land as bright ground.
 
     ``level``: reflectance at 1.65 um; ``contrast``: exponent on each pixel's relative
@@ -82,23 +82,15 @@ class BrightGround:
     patchy: float = 0.5
     cover: tuple[float, float] = (0.3, 0.9)
 
-    def __post_init__(self) -> None:
-        for name in ("p", "patchy"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"bright ground: {name} must be in [0, 1], got {v}")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> BrightGround:
-        """Build from a YAML mapping; ranges as [min, max] or a number."""
-        limits = {
-            "level": (0.0, 1.0),
-            "contrast": (0.0, 2.0),
-            "warming": (-30.0, 30.0),
-            "haze": (0.0, 0.3),
-            "cover": (0.0, 1.0),
-        }
-        return cls(**config_kwargs(cls, config, limits, "bright ground"))
+    WHAT: ClassVar[str] = "bright ground"
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "level": (0.0, 1.0),
+        "contrast": (0.0, 2.0),
+        "warming": (-30.0, 30.0),
+        "haze": (0.0, 0.3),
+        "cover": (0.0, 1.0),
+    }
+    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p", "patchy")
 
     def __call__(
         self,

@@ -59,7 +59,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -496,31 +496,44 @@ def render_clouds(
 # --- augmentation -------------------------------------------------------------------------------
 
 
-def config_kwargs(
-    cls: type,
-    config: Mapping[str, Any] | None,
-    limits: Mapping[str, tuple[float, float]],
-    what: str,
-) -> dict[str, Any]:
-    """Keyword arguments of an augmentation dataclass from a YAML mapping: the keys in ``limits``
-    are ranges ([min, max] or one number) within them, the others numbers; unknown keys fail."""
-    config = dict(config or {})
-    known = {f.name for f in fields(cls)}
-    unknown = set(config) - known
-    if unknown:
-        raise ValueError(
-            f"{what}: unknown key(s) {', '.join(sorted(unknown))} "
-            f"(expected {', '.join(sorted(known))})"
-        )
-    kw: dict[str, Any] = {}
-    for key, value in config.items():
-        if key in limits:
-            kw[key] = _range(value, key, *limits[key], what=what)
-        elif not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValueError(f"{what}: {key} must be a number, got {value!r}")
-        else:
-            kw[key] = float(value)
-    return kw
+class RangedAugmentation:
+    """Base of the augmentation dataclasses built from a training config's YAML mapping.
+
+    Subclasses name themselves in ``WHAT`` (for error messages), give the limits of their range
+    fields in ``RANGES`` ([min, max] or one number in the YAML) and list the fields that are
+    probabilities in ``PROBABILITIES``; any other field is a number, unknown keys fail.
+    """
+
+    WHAT: ClassVar[str]
+    RANGES: ClassVar[dict[str, tuple[float, float]]]
+    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p",)
+
+    def __post_init__(self) -> None:
+        for name in self.PROBABILITIES:
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{self.WHAT}: {name} must be in [0, 1], got {v}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> Any:
+        """Build from a YAML mapping; keys are the field names."""
+        config = dict(config or {})
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(
+                f"{cls.WHAT}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"(expected {', '.join(sorted(known))})"
+            )
+        kw: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in cls.RANGES:
+                kw[key] = _range(value, key, *cls.RANGES[key], what=cls.WHAT)
+            elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"{cls.WHAT}: {key} must be a number, got {value!r}")
+            else:
+                kw[key] = float(value)
+        return cls(**kw)
 
 
 def _range(
@@ -543,7 +556,7 @@ def _range(
 
 
 @dataclass(frozen=True)
-class SyntheticClouds:
+class SyntheticClouds(RangedAugmentation):
     """Training augmentation: with probability ``p``, render clouds with parameters drawn from
     the ranges below (km for heights, degrees for the sun elevation, metres for pixel_size).
 
@@ -562,27 +575,22 @@ class SyntheticClouds:
     thin_layer_p: float = 0.15
     pixel_size: float = 30.0
 
+    WHAT: ClassVar[str] = "synthetic clouds"
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "cover": (0.0, 1.0),
+        "thin_fraction": (0.0, 1.0),
+        "sun_elevation": (1.0, 90.0),
+        "cloud_height": (0.0, 20.0),
+        "cirrus_height": (0.0, 20.0),
+    }
+    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p", "thin_layer_p")
+
     def __post_init__(self) -> None:
-        for name in ("p", "thin_layer_p"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"synthetic clouds: {name} must be in [0, 1], got {v}")
+        super().__post_init__()
         if self.pixel_size <= 0:
             raise ValueError(
                 f"synthetic clouds: pixel_size must be positive, got {self.pixel_size}"
             )
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> SyntheticClouds:
-        """Build from a YAML mapping; keys are the field names, ranges as [min, max] or a number."""
-        limits = {
-            "cover": (0.0, 1.0),
-            "thin_fraction": (0.0, 1.0),
-            "sun_elevation": (1.0, 90.0),
-            "cloud_height": (0.0, 20.0),
-            "cirrus_height": (0.0, 20.0),
-        }
-        return cls(**config_kwargs(cls, config, limits, "synthetic clouds"))
 
     def __call__(
         self,
