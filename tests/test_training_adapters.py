@@ -29,7 +29,8 @@ def make_biome_patches(root: Path) -> Path:
             img[7] = 280.0  # TIR1 in kelvin
             mask = np.full((32, 32), 128, np.uint8)
             mask[:8] = 255
-            mask[8:12] = 64
+            if stem != "Water_02":  # a patch from a scene without shadow annotation
+                mask[8:12] = 64
             tif(root / split / "Images" / f"{stem}.tif", img, crs=None)
             tif(root / split / "Masks" / f"{stem}.tif", mask, crs=None)
     tif(root / "train" / "Masks" / "NoImage_09.tif", np.zeros((32, 32), np.uint8), crs=None)
@@ -45,9 +46,16 @@ def test_biome_patches(tmp_path: Path) -> None:
     assert x.shape == (2, 16, 16) and np.allclose(x[1], 280.0)
     bits = load_scheme(train[0].scheme).bits(label)
     assert set(classes_of(int(bits[10, 0]))) == {"cloud_shadow"}
-    assert set(classes_of(int(bits[14, 0]))) == {"land", "water", "snow", "cloud_shadow"}
-    annotated = open_dataset("biome-patches", root, "val", {"shadow": "annotated"})
-    assert annotated[0].scheme == "biome_with_shadow"
+    # shadow marked in the patch: its scene was annotated, so its clear is never shadow
+    assert set(classes_of(int(bits[14, 0]))) == {"land", "water", "snow"}
+    assert [s.scheme for s in train] == ["biome_with_shadow", "biome"]
+    partial = open_dataset("biome-patches", root, "train", {"shadow": "partial"})
+    assert {s.scheme for s in partial} == {"biome"}
+    annotated = open_dataset("biome-patches", root, "train", {"shadow": "annotated"})
+    assert {s.scheme for s in annotated} == {"biome_with_shadow"}
+    (root / "val" / "Masks" / "Urban_03.tif").write_bytes(b"not a tiff")
+    with pytest.raises(InputError, match=r"Urban_03.tif: cannot be read"):
+        open_dataset("biome-patches", root, "val")
     with pytest.raises(InputError, match="unknown option"):
         open_dataset("biome-patches", root, "val", {"shadows": "x"})
 
@@ -342,3 +350,38 @@ def test_bundled_configs_exclude_real_chips_from_every_split(
     used = {s.id for g in train for s in g} | {s.id for _, g in val + select for s in g}
     assert not used & set(ocn.exclude)
     assert len([s for n, g in val for s in g if n == ocn.name]) == 5
+    # how the held-out labels are read: the open-sea chips and the clear Biome patch cannot
+    # hide a shadow; the Biome patches with shadow marked come from annotated scenes
+    schemes = {s.id: s.scheme for _, g in val for s in g}
+    assert schemes["kguj"] == schemes["khec"] == "oncloudn+cloud_free"
+    assert schemes["Shrubland_01_0508"] == "biome+cloud_free"
+    assert schemes["Forest_00_1008"] == schemes["GrassCrops_01_0413"] == "biome_with_shadow"
+    assert schemes["Urban_03_0619"] == "biome"
+    if config == "train-bundled.yaml":  # what `cloudmask evaluate` on the config reports
+        from cloudmask_cli.training.evaluate import evaluate
+
+        report = evaluate(Path(cfg.path), baseline=0.3)
+        assert report["cloud_free"] == {
+            "biome": ["Shrubland_01_0508"],
+            "oncloudn": ["kguj", "khec"],
+        }
+
+
+def test_shadow_needs_cloud_tightens_only_cloud_free_samples(tmp_path: Path) -> None:
+    from cloudmask_cli.training.config import DatasetSpec
+
+    root = make_biome_patches(tmp_path / "biome")
+    tif(root / "train" / "Masks" / "Water_02.tif", np.full((32, 32), 128, np.uint8), crs=None)
+    found = open_dataset("biome-patches", root, "train")
+    assert [s.scheme for s in found] == ["biome_with_shadow", "biome"]
+    plain = DatasetSpec(str(root), "biome-patches").prepare(found)
+    assert [s.scheme for s in plain] == ["biome_with_shadow", "biome"]
+    spec = DatasetSpec(str(root), "biome-patches", shadow_needs_cloud=True)
+    cloudy, clear = spec.prepare(found)
+    assert cloudy.scheme == "biome_with_shadow"  # it has clouds: as its labels say
+    assert clear.scheme == "biome+cloud_free" and found[1].scheme == "biome"  # a copy
+    bits = load_scheme(clear.scheme).bits(clear.read()[1])
+    assert set(classes_of(int(bits[0, 0]))) == {"land", "water", "snow"}
+    scheme = load_scheme("biome+cloud_free")
+    assert classes_of(scheme.codes[64][1]) == ("cloud_shadow",)  # a marked shadow stays one
+    assert classes_of(scheme.codes[255][1]) == ("thick_cloud",)

@@ -236,8 +236,29 @@ def test_best_checkpoint_on_the_pooled_f1(tmp_path: Path) -> None:
     _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
     chosen = meta["metrics"]["validation"]["selection"]
     assert chosen["f1_error"] == pytest.approx(min(s["f1_error"] for s in sel))
-    with pytest.raises(InputError, match="select_on must be loss or f1"):
+    with pytest.raises(InputError, match="select_on must be loss, f1 or last"):
         parse_config(tiny_config(data, select_on="iou"), "tiny.yaml")
+
+
+def test_select_on_last_keeps_the_final_average_at_a_fixed_rate(tmp_path: Path) -> None:
+    # a fine-tune whose selection samples cannot judge it: a fixed length, no checkpoint choice
+    data = training_set(tmp_path / "data", n_train=12, n_val=2)
+    opt = {"lr": 1e-3, "warmup_start": 1e-4, "warmup_steps": 2, "patience": 1, "plateau_lrs": []}
+    raw = tiny_config(data, select_on="last", ema=0.9, epochs=3, steps_per_epoch=2, optimiser=opt)
+    train(parse_config(raw, "tiny.yaml"), out=tmp_path / "run")
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len([r for r in rows if r["type"] == "val"]) == 3  # still validated and logged
+    assert [r["lr"] for r in rows if r["type"] == "step"][2:] == [1e-3] * 4
+    _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert meta["training"]["epoch"] == 3 and meta["training"]["step"] == 6
+    best = tensors(tmp_path / "run" / "best.safetensors")
+    state = tensors(tmp_path / "run" / "last.state.safetensors")
+    averaged = {k[4:]: v for k, v in state.items() if k.startswith("ema.") and k[4:] in best}
+    assert len(averaged) > 100 and all(torch.equal(best[k], v) for k, v in averaged.items())
+    with pytest.raises(InputError, match="select_on: last.*plateau_lrs"):
+        parse_config(tiny_config(data, select_on="last"), "tiny.yaml")
 
 
 def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:

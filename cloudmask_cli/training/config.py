@@ -6,6 +6,7 @@ so a typo never silently falls back to a default. See ``examples/train-tiny.yaml
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.training.augment import Augmentation, BandSampling
+from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,30 @@ class DatasetSpec:
     # samples never used, in any split, each with the reason (``{id: reason}``): labels found
     # wrong on review. Training on them teaches the errors; scoring on them measures the labels.
     exclude: dict[str, str] = field(default_factory=dict)
+    # A sample whose labels hold no cloud anywhere has no cloud shadow either (a shadow lies
+    # within a few km of its cloud): its partial "clear" loses the shadow class. For datasets
+    # whose clear allows shadow only because shadows were not marked (Biome, On Cloud N);
+    # without it, nothing teaches that dark water or dark forest under a clear sky is not shadow.
+    shadow_needs_cloud: bool = False
 
-    def keep(self, samples: list[Any]) -> list[Any]:
-        """``samples`` without the excluded ones."""
-        return [s for s in samples if s.id not in self.exclude]
+    def prepare(self, samples: list[Any]) -> list[Any]:
+        """``samples`` without the excluded ones; with ``shadow_needs_cloud``, the cloud-free
+        ones (their whole label read once) as copies read in their scheme's cloud-free form."""
+        kept = [s for s in samples if s.id not in self.exclude]
+        if not self.shadow_needs_cloud:
+            return kept
+        return [_cloud_free(s) if _holds_no_cloud(s) else s for s in kept]
+
+
+def _holds_no_cloud(sample: Any) -> bool:
+    _, label = sample.read(None, [])
+    return not (load_scheme(sample.scheme).bits(label, sample.id) & CLOUD_BITS).any()
+
+
+def _cloud_free(sample: Any) -> Any:
+    out = copy.copy(sample)
+    out.scheme = f"{sample.scheme}{CLOUD_FREE}"
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,9 +93,10 @@ class TrainConfig:
     # training to choose the best checkpoint and drive the rate plateaus. 0: the `val` splits
     # do that, and the figures reported on them are then optimistic (selection bias).
     selection_fraction: float = 0.0
-    # what picks `best` and the rate plateaus: "loss" (mean ambiguous cross entropy) or "f1"
+    # what picks `best` and the rate plateaus: "loss" (mean ambiguous cross entropy), "f1"
     # (1 - mean of the pooled cloud and invalid F1; bounded, so one confidently wrong sample
-    # cannot outweigh the others)
+    # cannot outweigh the others) or "last" (no choice: a fixed length, `best` is the final
+    # weights or their average; for a short fine-tune whose selection samples cannot judge it)
     select_on: str = "loss"
     # Decay of an exponential moving average of the weights (e.g. 0.99: about the last 100
     # steps); the average is what is validated and saved as `best`. 0: no average.
@@ -137,6 +160,8 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
                 path, f"datasets[{i}].exclude must map each sample id to the reason it is left out"
             )
         spec = replace(spec, exclude={str(k): v for k, v in reasons.items()})
+        if not isinstance(spec.shadow_needs_cloud, bool):
+            raise InputError(path, f"datasets[{i}].shadow_needs_cloud must be true or false")
         p = Path(spec.path).expanduser()
         if base is not None and not p.is_absolute():
             p = base / p
@@ -186,8 +211,13 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         raise InputError(
             path, f"selection_fraction must be in [0, 1), got {cfg.selection_fraction!r}"
         )
-    if cfg.select_on not in ("loss", "f1"):
-        raise InputError(path, f"select_on must be loss or f1, got {cfg.select_on!r}")
+    if cfg.select_on not in ("loss", "f1", "last"):
+        raise InputError(path, f"select_on must be loss, f1 or last, got {cfg.select_on!r}")
+    if cfg.select_on == "last" and cfg.optimiser.plateau_lrs:
+        # no score drives the rate either: say so rather than silently never lowering it
+        raise InputError(
+            path, "select_on: last has no score to lower the rate on: set plateau_lrs: []"
+        )
     if not (isinstance(cfg.ema, (int, float)) and 0 <= cfg.ema < 1):
         raise InputError(path, f"ema must be in [0, 1), got {cfg.ema!r}")
     if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):

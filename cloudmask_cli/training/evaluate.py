@@ -25,7 +25,7 @@ from cloudmask_cli.errors import InputError
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.adapters.common import tiles
-from cloudmask_cli.training.labels import NO_DATA_BITS, load_scheme
+from cloudmask_cli.training.labels import CLOUD_FREE, NO_DATA_BITS, load_scheme
 from cloudmask_cli.training.metrics import Scores, style_lut
 from cloudmask_cli.training.sample import RawSample
 
@@ -82,7 +82,7 @@ def load_eval_sets(
                     sets.append(
                         (
                             spec.name,
-                            spec.keep(
+                            spec.prepare(
                                 open_dataset(spec.kind, spec.path, split or spec.val, spec.options)
                             ),
                         )
@@ -232,6 +232,12 @@ def evaluate(
         "bands": bands,
         "samples": total,
         "excluded": excluded,  # {dataset: {sample id: reason}}: labels found wrong on review
+        # {dataset: [sample id]}: read with no shadow in their clear (`shadow_needs_cloud`)
+        "cloud_free": {
+            name: ids
+            for name, samples in sets
+            if (ids := [s.id for s in samples if s.scheme.endswith(CLOUD_FREE)])
+        },
         "datasets": per_set,
         "overall": overall.report(),
     }

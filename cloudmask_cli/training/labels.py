@@ -23,6 +23,8 @@ N_CLASSES = len(CLASSES)
 BIT = {name: 1 << i for i, name in enumerate(CLASSES)}
 NO_DATA_BITS = BIT["no_data"]
 ALL_BITS = (1 << N_CLASSES) - 1
+CLOUD_BITS = BIT["thin_cloud"] | BIT["thick_cloud"]
+CLOUD_FREE = "+cloud_free"  # suffix of a scheme name: `LabelScheme.cloud_free` of that scheme
 
 
 def bits_of(classes: list[str] | tuple[str, ...] | frozenset[str]) -> int:
@@ -82,6 +84,17 @@ class LabelScheme:
             )
         return self.lut[label]
 
+    def cloud_free(self) -> LabelScheme:
+        """This scheme for a sample whose labels hold no cloud anywhere: a shadow needs its
+        cloud nearby (within a few km), so a code that allows shadow among other classes (a
+        partial "clear") no longer does. A code that says shadow alone keeps it."""
+        shadow = BIT["cloud_shadow"]
+        codes = {
+            code: (name, bits & ~shadow if bits & ~shadow else bits)
+            for code, (name, bits) in self.codes.items()
+        }
+        return LabelScheme(f"{self.name}{CLOUD_FREE}", self.title, codes, self.path)
+
     def describe(self) -> list[dict[str, object]]:
         return [
             {"code": c, "name": n, "classes": list(classes_of(b))}
@@ -135,8 +148,11 @@ def bundled_schemes() -> list[str]:
 
 @lru_cache(maxsize=64)
 def load_scheme(name_or_path: str) -> LabelScheme:
-    """A bundled scheme by name, or a scheme YAML by path."""
+    """A bundled scheme by name, or a scheme YAML by path (``+cloud_free`` appended: that
+    scheme's `LabelScheme.cloud_free`)."""
     text = str(name_or_path)
+    if text.endswith(CLOUD_FREE):
+        return load_scheme(text.removesuffix(CLOUD_FREE)).cloud_free()
     path = Path(text)
     if not text.endswith((".yaml", ".yml")):
         path = _bundled_dir() / f"{text}.yaml"

@@ -2,10 +2,12 @@
 
 Ambiguous cross-entropy on partial labels plus the band-recovery MSE, AdamW with warm-up and
 plateau steps, AMP on CUDA, validation on each dataset's held-out split every epoch, checkpoints
-(``last`` every epoch, ``best`` on the best loss or pooled F1 (``select_on``) on the selection
-samples, or on the held-out splits when ``selection_fraction`` is 0; with ``ema``, the weight average is what is validated
-and saved as ``best``) with a training state for ``--resume``, a JSONL metrics log, and DistributedDataParallel under ``torchrun`` (one process
-per GPU; each rank draws its share of every epoch's samples).
+(``last`` every epoch; ``best`` on the best loss or pooled F1 (``select_on``) of the selection
+samples, or of the held-out splits when ``selection_fraction`` is 0, or simply the final
+epoch (``select_on: last``); with ``ema``, the weight average is what is validated and saved
+as ``best``) with a training state for ``--resume``, a JSONL metrics log, and
+DistributedDataParallel under ``torchrun`` (one process per GPU; each rank draws its share of
+every epoch's samples).
 """
 
 from __future__ import annotations
@@ -178,7 +180,7 @@ def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
         unknown = sorted(set(spec.exclude) - {s.id for s in found + held})
         if unknown:
             raise InputError(spec.path, f"exclude names sample(s) not in {spec.name}: {unknown}")
-        samples = spec.keep(found)
+        samples = spec.prepare(found)
         if cfg.selection_fraction > 0:
             chosen = [s for s in samples if in_selection(s.id, cfg.selection_fraction)]
             samples = [s for s in samples if not in_selection(s.id, cfg.selection_fraction)]
@@ -188,7 +190,7 @@ def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
                 raise InputError(spec.path, "selection_fraction leaves no training sample")
         train.append(samples)
         if spec.val is not None:
-            val.append((spec.name, spec.keep(held)))
+            val.append((spec.name, spec.prepare(held)))
     if cfg.selection_fraction > 0 and not select:
         raise InputError(cfg.path or None, "selection_fraction picked no sample: raise it")
     return train, val, select
@@ -544,7 +546,10 @@ def train(
                     )
                     validation["selection"] = selection
                 chooser = validation.get("selection", validation)
-                best = schedule.on_validation(chooser[SELECT_ON[cfg.select_on]])
+                if cfg.select_on == "last":  # a fixed length: every epoch replaces `best`
+                    best = True
+                else:
+                    best = schedule.on_validation(chooser[SELECT_ON[cfg.select_on]])
                 log.write(
                     {
                         "type": "val",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import rasterio
+
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.scene import Radiometry
 from cloudmask_cli.training.adapters.common import (
@@ -23,18 +25,21 @@ from cloudmask_cli.training.adapters.common import (
     sensor_bands,
 )
 
+BIOME_SHADOW = 64  # the CCA code of cloud shadow
 BIOME_PATCH_BANDS = ("B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10")
 ONCLOUDN_BANDS = ("B02", "B03", "B04", "B08")
 
 
 def biome_patches(
-    root: Path, split: str | None = "train", shadow: str = "partial"
+    root: Path, split: str | None = "train", shadow: str = "auto"
 ) -> list[RasterSample]:
-    """The Landsat 8 Biome patches; ``shadow``: ``partial`` (clear may be shadow, as the data's
-    README advises) or ``annotated`` (trust that clear is never shadow)."""
+    """The Landsat 8 Biome patches; ``shadow``: ``auto`` (a patch whose mask holds any shadow
+    pixel comes from a scene whose shadows were annotated, so its clear is never shadow; the
+    others are partial), ``partial`` (clear may be shadow, as the data's README advises) or
+    ``annotated`` (trust that clear is never shadow)."""
     schemes = {"partial": "biome", "annotated": "biome_with_shadow"}
-    if shadow not in schemes:
-        raise ValueError(f"shadow must be partial or annotated, got {shadow!r}")
+    if shadow not in (*schemes, "auto"):
+        raise ValueError(f"shadow must be auto, partial or annotated, got {shadow!r}")
     splits = [split] if split not in (None, "all") else ["train", "val"]
     bands = sensor_bands("landsat8_oli_tirs", BIOME_PATCH_BANDS)
     out = []
@@ -45,7 +50,8 @@ def biome_patches(
             if not mask.is_file():
                 raise InputError(image, f"has no mask {mask.name} in {mask.parent}")
             files = tuple(BandFile(str(image), i + 1) for i in range(len(bands)))
-            out.append(RasterSample(image.stem, bands, schemes[shadow], files, str(mask)))
+            scheme = schemes[_shadow_marked(mask) if shadow == "auto" else shadow]
+            out.append(RasterSample(image.stem, bands, scheme, files, str(mask)))
     if not out:
         raise none_found(Path(root), "Biome patches (<split>/Images/*.tif)")
     return out
@@ -76,3 +82,13 @@ def oncloudn(
     if not out:
         raise none_found(root, f"On Cloud N chips in split {split!r}")
     return out
+
+
+def _shadow_marked(mask: Path) -> str:
+    """``annotated`` when the CCA mask holds any shadow pixel (code 64), else ``partial``."""
+    try:
+        with rasterio.open(mask) as ds:
+            marked = bool((ds.read(1) == BIOME_SHADOW).any())
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(mask, f"cannot be read: {exc}") from None
+    return "annotated" if marked else "partial"
