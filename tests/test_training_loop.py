@@ -259,6 +259,9 @@ def test_select_on_last_keeps_the_final_average_at_a_fixed_rate(tmp_path: Path) 
     assert len(averaged) > 100 and all(torch.equal(best[k], v) for k, v in averaged.items())
     with pytest.raises(InputError, match="select_on: last.*plateau_lrs"):
         parse_config(tiny_config(data, select_on="last"), "tiny.yaml")
+    raw["selection_fraction"] = 0.3
+    with pytest.raises(InputError, match="select_on: last.*selection_fraction: 0"):
+        parse_config(raw, "tiny.yaml")
 
 
 def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:

@@ -218,6 +218,9 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         raise InputError(
             path, "select_on: last has no score to lower the rate on: set plateau_lrs: []"
         )
+    if cfg.select_on == "last" and cfg.selection_fraction > 0:
+        # samples kept out of training to pick nothing
+        raise InputError(path, "select_on: last picks no checkpoint: set selection_fraction: 0")
     if not (isinstance(cfg.ema, (int, float)) and 0 <= cfg.ema < 1):
         raise InputError(path, f"ema must be in [0, 1), got {cfg.ema!r}")
     if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):
