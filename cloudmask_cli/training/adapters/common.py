@@ -23,6 +23,9 @@ from cloudmask_cli.training.sample import Box, RawSample, raster_shape, read_ras
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 
+BIOME_SHADOW = 64  # the Biome / CCA mask code of cloud shadow
+
+
 def sensor_bands(sensor: str, names: Sequence[str]) -> tuple[Band, ...]:
     """`Band` records of a bundled sensor, by name, in the given order."""
     sens = get_sensor(sensor)

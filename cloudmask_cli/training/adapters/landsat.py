@@ -28,6 +28,7 @@ from cloudmask_cli.errors import InputError
 from cloudmask_cli.products.mtl import MTL, read_mtl
 from cloudmask_cli.scene import Radiometry
 from cloudmask_cli.training.adapters.common import (
+    BIOME_SHADOW,
     BandFile,
     RasterSample,
     SceneSample,
@@ -89,7 +90,7 @@ def biome(
                 if (ds.height, ds.width) != scene.shape:
                     raise InputError(mask, f"is {ds.height}x{ds.width}, the bands {scene.shape}")
                 annotated = shadow == "annotated" or (
-                    shadow == "auto" and bool((ds.read(1) == 64).any())
+                    shadow == "auto" and bool((ds.read(1) == BIOME_SHADOW).any())
                 )
         except RasterioError as exc:
             raise InputError(mask, f"cannot read mask ({exc})") from None

@@ -17,6 +17,7 @@ import rasterio
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.scene import Radiometry
 from cloudmask_cli.training.adapters.common import (
+    BIOME_SHADOW,
     BandFile,
     RasterSample,
     in_split,
@@ -25,7 +26,6 @@ from cloudmask_cli.training.adapters.common import (
     sensor_bands,
 )
 
-BIOME_SHADOW = 64  # the CCA code of cloud shadow
 BIOME_PATCH_BANDS = ("B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10")
 ONCLOUDN_BANDS = ("B02", "B03", "B04", "B08")
 
