@@ -134,3 +134,34 @@ def test_revalidate_replaces_only_the_figures(known: tuple[Path, Path], tmp_path
     assert after["validation"]["model"]["all"]["data"]["cloud"]["f1"] == 75.0
     assert after["weights"] == before["weights"] and after["training"] == before["training"]
     load_checkpoint(tmp_path / "cloudmask-b0.safetensors")  # the hash still matches
+
+
+def test_publish_names_every_stage_and_its_start(tmp_path):
+    """A three-stage recipe: each stage's command starts from the one before, the third from
+    stage 2 as published (fp16) into its own folder, and the YAML carries every config."""
+    import yaml
+
+    from cloudmask_cli.model.checkpoint import load_checkpoint
+    from cloudmask_cli.weights import bundled_dir
+    from cloudmask_cli.weights.publish import publish
+
+    examples = Path(__file__).parents[1] / "examples"
+    configs = [examples / f for f in ("train-bundled.yaml", "train-bundled-stage2.yaml",
+                                      "train-bundled-stage3.yaml")]  # fmt: skip
+    out = publish(bundled_dir() / "cloudmask-b0.safetensors", configs[2], None, "m",
+                  configs[:2], target_dir=tmp_path)  # fmt: skip
+    assert out == tmp_path / "m.safetensors"
+    stages = yaml.safe_load((tmp_path / "m.yaml").read_text())["training"]["stages"]
+    assert [s["command"] for s in stages] == [
+        f"cloudmask train {configs[0].as_posix()} --out runs/bundled",
+        f"cloudmask train {configs[1].as_posix()} --init runs/bundled/best.safetensors"
+        " --out runs/bundled2",
+        f"cloudmask train {configs[2].as_posix()} --init runs/bundled2/fp16/m.safetensors"
+        " --out runs/bundled3",
+    ]
+    assert "init" in stages[2] and "init" not in stages[1]
+    assert [s["config"]["seed"] for s in stages] == [
+        yaml.safe_load(c.read_text())["seed"] for c in configs
+    ]
+    _, _, meta = load_checkpoint(out)
+    assert meta["weights"]["dtype"] == "float16"

@@ -8,6 +8,19 @@
         --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
         --reports runs/bundled2/validation
 
+A third stage starts from stage 2 as published (fp16), written aside first, and the final
+publish names every earlier config in order:
+
+    python -m cloudmask_cli.weights.publish runs/bundled2/best.safetensors \\
+        --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
+        --target-dir runs/bundled2/fp16
+    cloudmask train examples/train-bundled-stage3.yaml \\
+        --init runs/bundled2/fp16/cloudmask-b0.safetensors --out runs/bundled3
+    examples/validate-bundled.sh runs/bundled3/best.safetensors runs/bundled3/validation
+    python -m cloudmask_cli.weights.publish runs/bundled3/best.safetensors \\
+        --config examples/train-bundled-stage3.yaml --init-config examples/train-bundled.yaml \\
+        --init-config examples/train-bundled-stage2.yaml --reports runs/bundled3/validation
+
 Re-score the published weights (e.g. after a change to `cloudmask evaluate`) without touching them:
 
     examples/validate-bundled.sh cloudmask_cli/weights/cloudmask-b0.safetensors runs/revalidation
@@ -82,22 +95,37 @@ def publish(
     config: Path,
     reports: Path | None,
     name: str = DEFAULT_NAME,
-    init_config: Path | None = None,
+    init_configs: list[Path] | None = None,
+    target_dir: Path | None = None,
 ) -> Path:
+    """Write ``<target_dir>/<name>.safetensors`` (the bundled folder by default) and its YAML.
+
+    ``init_configs``: the configs of the earlier stages, first to last. Stage 2 starts from
+    stage 1's best checkpoint; a later stage from the fp16 model published after the one before.
+    """
     model, arch, meta = load_checkpoint(checkpoint)
-    cfg = yaml.safe_load(config.read_text())
     stages = []
-    if init_config is not None:
-        stages.append({"command": f"cloudmask train {init_config.as_posix()} --out runs/bundled",
-                       "config": yaml.safe_load(init_config.read_text())})  # fmt: skip
-    init = " --init runs/bundled/best.safetensors --out runs/bundled2" if init_config else ""
-    stages.append({"command": f"cloudmask train {config.as_posix()}{init}", "config": cfg})
+    for i, path in enumerate([*(init_configs or []), config]):
+        stage: dict[str, Any] = {}
+        if i == 0:
+            init = ""
+        elif i == 1:
+            init = " --init runs/bundled/best.safetensors"
+        else:
+            init = f" --init runs/bundled{i}/fp16/{name}.safetensors"
+            stage["init"] = (
+                f"runs/bundled{i}/best.safetensors published (fp16) to runs/bundled{i}/fp16"
+            )
+        out = "runs/bundled" + (str(i + 1) if i else "")
+        stage["command"] = f"cloudmask train {path.as_posix()}{init} --out {out}"
+        stage["config"] = yaml.safe_load(path.read_text())
+        stages.append(stage)
     training = meta.get("training", {})
     metadata = {
         "name": name,
         "description": "SEnSeI-v2 + SegFormer-B0 trained by the cloudmask project on the small real "
         "labelled data beside the repository plus synthetic clouds and bright ground, on a 2-core "
-        "CPU in about 40 minutes (see README, Model quality). A starting point to fine-tune, not a final model.",
+        "CPU in under an hour (see README, Model quality). A starting point to fine-tune, not a final model.",
         "training": {
             "stages": stages,
             "checkpoint": str(checkpoint),
@@ -116,7 +144,7 @@ def publish(
             "data_credit": "contains modified Copernicus Sentinel data; USGS Landsat (public domain)",
         },
     }
-    target = bundled_dir() / f"{name}.safetensors"
+    target = (target_dir or bundled_dir()) / f"{name}.safetensors"
     save_checkpoint(model, arch, target, metadata=metadata, dtype=torch.float16)
     return target
 
@@ -146,16 +174,26 @@ def main() -> None:
     ap.add_argument("--revalidate", type=Path, help="only replace the figures, from these reports")
     ap.add_argument("--reports", type=Path, help="folder of cloudmask evaluate JSON reports")
     ap.add_argument(
-        "--init-config", type=Path, help="config of the run the checkpoint started from"
+        "--init-config",
+        type=Path,
+        action="append",
+        help="config of an earlier stage (repeat, first stage first)",
     )
     ap.add_argument("--name", default=DEFAULT_NAME)
+    ap.add_argument(
+        "--target-dir", type=Path, help="write here instead of the bundled folder (a stage's start)"
+    )
     args = ap.parse_args()
     if args.revalidate:
         print(revalidate(args.revalidate, bundled_dir() / f"{args.name}.yaml"))
         return
     if args.checkpoint is None or args.config is None:
         ap.error("a checkpoint and --config are needed to publish")
-    print(publish(args.checkpoint, args.config, args.reports, args.name, args.init_config))
+    print(
+        publish(
+            args.checkpoint, args.config, args.reports, args.name, args.init_config, args.target_dir
+        )
+    )
 
 
 if __name__ == "__main__":
