@@ -165,3 +165,29 @@ def test_publish_names_every_stage_and_its_start(tmp_path):
     ]
     _, _, meta = load_checkpoint(out)
     assert meta["weights"]["dtype"] == "float16"
+
+
+def test_revalidate_honours_target_dir(known, tmp_path, monkeypatch):
+    """`--revalidate … --target-dir D` rescores D's copy, never the bundled YAML."""
+    import shutil
+    import sys
+
+    import yaml
+
+    from cloudmask_cli.training.evaluate import write_json
+    from cloudmask_cli.weights import bundled_dir
+    from cloudmask_cli.weights.publish import main
+
+    data, mask = known
+    bundled = (bundled_dir() / "cloudmask-b0.yaml").read_text()
+    for f in ("cloudmask-b0.safetensors", "cloudmask-b0.yaml"):
+        shutil.copy(bundled_dir() / f, tmp_path / f)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    write_json(evaluate(data, mask=mask), reports / "model-all.json")
+    argv = ["publish", "--revalidate", str(reports), "--target-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    assert (bundled_dir() / "cloudmask-b0.yaml").read_text() == bundled
+    after = yaml.safe_load((tmp_path / "cloudmask-b0.yaml").read_text())
+    assert after["validation"]["model"]["all"]["data"]["cloud"]["f1"] == 75.0

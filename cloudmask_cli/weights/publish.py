@@ -181,11 +181,11 @@ def main() -> None:
     )
     ap.add_argument("--name", default=DEFAULT_NAME)
     ap.add_argument(
-        "--target-dir", type=Path, help="write here instead of the bundled folder (a stage's start)"
+        "--target-dir", type=Path, help="publish or revalidate here instead of the bundled folder"
     )
     args = ap.parse_args()
     if args.revalidate:
-        print(revalidate(args.revalidate, bundled_dir() / f"{args.name}.yaml"))
+        print(revalidate(args.revalidate, (args.target_dir or bundled_dir()) / f"{args.name}.yaml"))
         return
     if args.checkpoint is None or args.config is None:
         ap.error("a checkpoint and --config are needed to publish")
