@@ -66,6 +66,21 @@ def test_save_load_identical_outputs(saved):
         assert torch.equal(model(x, DESC), loaded_again(x, DESC))
 
 
+def test_weighted_pooling_survives_save_and_load(tmp_path):
+    cfg = ModelConfig.tiny(sensei_pooling="weighted")
+    model = build_model(cfg, seed=1)
+    with torch.no_grad():
+        model.sensei.gate[-1].bias.fill_(0.7)  # a gate away from its start
+        model.sensei.gate[-1].weight.normal_(generator=torch.Generator().manual_seed(2))
+    path = tmp_path / "net.safetensors"
+    save_checkpoint(model, cfg, path, metadata=META)
+    loaded, cfg2, meta = load_checkpoint(path)
+    assert cfg2.sensei_pooling == "weighted" == meta["architecture"]["sensei_pooling"]
+    x = _x()
+    with torch.inference_mode():
+        assert torch.equal(model(x, DESC), loaded(x, DESC))
+
+
 def test_float16_weights_load_as_float32(tmp_path):
     cfg = ModelConfig.tiny()
     model = build_model(cfg, seed=2)

@@ -193,6 +193,67 @@ def test_invalid_pixels_are_excluded_from_the_band_mean(tiny):
     assert torch.isfinite(out).all()
 
 
+@pytest.fixture(scope="module")
+def weighted():
+    """A tiny model with weighted band pooling whose gate is not at its (all-equal) start."""
+    model = build_model(ModelConfig.tiny(sensei_pooling="weighted"), seed=0)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(5)
+        last = model.sensei.gate[-1]
+        last.weight.copy_(torch.randn(last.weight.shape, generator=gen))
+    return model
+
+
+def test_weighted_pooling_starts_as_the_mean(tiny):
+    model = build_model(ModelConfig.tiny(sensei_pooling="weighted"), seed=1)
+    missing = model.load_state_dict(tiny.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("sensei.gate.") for k in missing)
+    x = _s2_values(2, 32, 40)
+    x[0, 3, :9] = float("nan")
+    with torch.inference_mode():
+        assert torch.equal(model.embed(x, S2), tiny.embed(x, S2))
+
+
+def test_weighted_pooling_weighs_bands(weighted):
+    # As the mean test above: where both bands are valid, the embedding lies between each
+    # band's alone, at a point set by the learned weights (not halfway); none valid gives 0.
+    x = torch.empty(1, 2, 32, 32)
+    x[:, 0] = 0.3  # a red band
+    x[:, 1] = -12.0  # SAR VV, dB
+    x[:, 1, :8] = float("nan")
+    x[:, 0, 8:16] = float("nan")
+    x[:, :, 16:20] = float("nan")
+    with torch.inference_mode():
+        emb = weighted.embed(x, torch.cat([S2[[3]], S1[[0]]]))[0]
+    only_a, only_b, none, both = emb[:, 2, 2], emb[:, 12, 2], emb[:, 18, 2], emb[:, 25, 2]
+    t = torch.dot(both - only_b, only_a - only_b) / (only_a - only_b).square().sum()
+    assert torch.allclose(both, t * only_a + (1 - t) * only_b, atol=1e-5)
+    assert 0 < t < 1 and abs(t - 0.5) > 0.05, t
+    assert torch.all(none == 0)
+
+
+def test_weighted_pooling_keeps_band_order_and_padding_exact(weighted):
+    x = torch.cat([_s2_values(2, 32, 48), _s1_dem_values(2, 32, 48)], dim=1)
+    desc = torch.cat([S2, S1, DEM])
+    perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(2, 17, dtype=torch.bool)
+    mask[1, 13:] = False
+    with torch.inference_mode():
+        assert torch.equal(weighted(x, desc), weighted(x[:, perm], desc[perm]))
+        padded = weighted.embed(x, desc.expand(2, -1, -1), band_mask=mask)
+        alone = weighted.embed(x[1:, :13], S2)
+    assert _close(padded[1:], alone)
+    # training goes through the autograd pooling; its gradient reaches the gate
+    weighted.train()
+    try:
+        weighted.embed(x, desc).square().mean().backward()
+        grad = weighted.sensei.gate[-1].weight.grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    finally:
+        weighted.zero_grad(set_to_none=True)
+        weighted.eval()
+
+
 def test_nan_in_one_band_gives_finite_output(b0):
     x = _s2_values(2, 64, 64)
     x[0, 4, 10:30, 5:40] = float("nan")
@@ -321,6 +382,12 @@ def test_config_roundtrip_and_validation():
         ModelConfig.from_dict({**d, "bogus": 1})
     with pytest.raises(ValueError, match="segformer"):
         ModelConfig(segformer="b9")
+    with pytest.raises(ValueError, match="sensei_pooling 'max'"):
+        ModelConfig(sensei_pooling="max")
+    weighted = ModelConfig(sensei_pooling="weighted")
+    assert ModelConfig.from_dict(weighted.to_dict()) == weighted
+    # checkpoints written before the option existed read as the paper's mean
+    assert ModelConfig.from_dict({"segformer": "b0"}).sensei_pooling == "mean"
 
 
 def test_segformer_sizes_build():

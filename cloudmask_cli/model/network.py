@@ -31,6 +31,7 @@ from cloudmask_cli.model.sensei import (
     DEFAULT_CLIP,
     DEFAULT_NORMALISATION,
     KINDS,
+    POOLINGS,
     SEnSeI,
     normalise_bands,
 )
@@ -50,6 +51,7 @@ class ModelConfig:
     sensei_depth: int = 2  # residual fully connected blocks before attention
     sensei_attention_layers: int = 2  # transformer blocks across bands
     sensei_heads: int = 4
+    sensei_pooling: str = "mean"  # "mean" (the paper) | "weighted" (learned weight per band)
     embed_channels: int = 32  # SEnSeI output channels = SegFormer input channels
     num_classes: int = 7
     classes: tuple[str, ...] = CLASSES
@@ -69,6 +71,11 @@ class ModelConfig:
         if self.segformer not in SIZES:
             raise ValueError(
                 f"unknown segformer size {self.segformer!r}; expected one of {', '.join(SIZES)}"
+            )
+        if self.sensei_pooling not in POOLINGS:
+            raise ValueError(
+                f"unknown sensei_pooling {self.sensei_pooling!r}; expected one of "
+                f"{', '.join(POOLINGS)}"
             )
         self.classes = tuple(self.classes)
         if len(self.classes) != self.num_classes:
@@ -188,6 +195,7 @@ class CloudMaskNet(nn.Module):
             stats_samples=config.stats_samples,
             stats_noise=config.stats_noise,
             max_frequency=config.max_frequency,
+            pooling=config.sensei_pooling,
         )
         self.segformer = SegFormer(
             config.embed_channels,

@@ -7,7 +7,8 @@ transformer blocks whose self-attention runs *across bands* (no positional encod
 computation is permutation equivariant), and finally three heads give, per band and channel, a gain
 α, a frequency ω and a phase φ. Every band's pixels are embedded as ``α·sin(ω·S + φ)`` and the
 embeddings are averaged over the bands that are valid at each pixel (a pixel with no valid band
-gets zeros). Bands are first put in a canonical order (sorted by a fixed projection of their
+gets zeros); with ``pooling="weighted"`` (not in the paper) the average is weighted by a learned
+positive weight per band, from a fourth head on the same vectors. Bands are first put in a canonical order (sorted by a fixed projection of their
 descriptor + statistics), so the result is bitwise independent of the order they come in.
 
 Normalisation of physical values (per band kind, the kind read from the descriptor flags) also
@@ -37,6 +38,10 @@ DEFAULT_NORMALISATION: dict[str, tuple[float, float]] = {
     "dem": (0.0, 1000.0),  # elevation in metres: 1 km -> 1
 }
 DEFAULT_CLIP = 10.0
+# How band embeddings are combined: the paper's mean over valid bands, or a mean weighted by a
+# learned per-band weight exp(gate), the gate clamped to ±GATE_RANGE.
+POOLINGS = ("mean", "weighted")
+GATE_RANGE = 5.0
 _SAR_ANGLE_INDEX = D.SAR_SLOTS["sar_angle"].start
 
 
@@ -180,9 +185,13 @@ class SEnSeI(nn.Module):
         stats_samples: int = 4096,
         max_frequency: float = 50.0,
         stats_noise: float = 0.0,
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown band pooling {pooling!r}; expected one of {POOLINGS}")
         self.channels = channels
+        self.pooling = pooling
         self.stats_samples = stats_samples
         self.stats_noise = stats_noise
         self.inp = nn.Linear(D.LENGTH + D.N_STATS, width)
@@ -194,12 +203,19 @@ class SEnSeI(nn.Module):
         self.alpha = _head(width, channels)
         self.omega = _head(width, channels)
         self.phi = _head(width, channels)
+        # "weighted": a fourth head gives each band a positive weight in the average, so a band
+        # that adds nothing (e.g. the cirrus band over low cloud) need not dilute the others.
+        # Zero-initialised, so training starts from the paper's plain mean.
+        self.gate = _head(width, 1) if pooling == "weighted" else None
         # Start as random Fourier features: unit gains, frequencies spread from 1 to
         # max_frequency (normalised units), phases spread over the circle.
         with torch.no_grad():
             nn.init.ones_(self.alpha[-1].bias)
             self.omega[-1].bias.copy_(torch.logspace(0.0, math.log10(max_frequency), channels))
             self.phi[-1].bias.copy_(torch.linspace(-math.pi, math.pi, channels + 1)[:-1])
+            if self.gate is not None:
+                nn.init.zeros_(self.gate[-1].weight)
+                nn.init.zeros_(self.gate[-1].bias)
         # A fixed projection of each band's input vector gives a canonical band order, so that
         # every sum over bands runs in the same order whatever order the bands come in: the
         # output is then bitwise independent of band order (not just up to rounding).
@@ -257,14 +273,21 @@ class SEnSeI(nn.Module):
             valid = torch.take_along_dim(valid, index, dim=1)
             s = torch.take_along_dim(xn, index, dim=1).masked_fill(~valid, 0.0)
             weight = valid.float()
-            count = weight.sum(1, keepdim=True)  # valid bands per pixel (exact)
+            if self.gate is not None:
+                # weighted mean: Σ g·w·α·sin(...) / Σ g·w, g = exp(gate) in [e^-GATE, e^GATE]
+                g = self.gate(v).squeeze(-1).clamp(-GATE_RANGE, GATE_RANGE).exp()  # [B, N]
+                alpha = alpha * g[:, :, None]
+                count = torch.einsum("bnhw,bn->bhw", weight, g)[:, None]
+                count = count.clamp(min=torch.finfo(count.dtype).tiny)  # 0 only where total is
+            else:
+                count = weight.sum(1, keepdim=True).clamp(min=1.0)  # valid bands (exact)
             if torch.compiler.is_compiling():
                 total = pool_reference(s, weight, alpha, omega, phi)
             elif torch.is_grad_enabled():
                 total = _PooledSine.apply(s, weight, alpha, omega, phi)
             else:
                 total = pool_inplace(s, weight, alpha, omega, phi)
-            return total / count.clamp(min=1.0)
+            return total / count
 
 
 # The band embedding sum over bands n, for every pixel and channel c,
