@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run-to-run spread of the bundled recipe: the three stages again with other seeds (stage 2
 # gets seed + 1 and stage 3 seed + 2, as the configs' own seeds), each validated as the bundled
-# model is, then one line of held-out cloud F1 per seed. About 50 min per seed on a 2-core CPU.
+# model is, then one line of held-out cloud F1 per seed. About 45 min per seed on a 2-core CPU.
 #   examples/seed-spread.sh runs/spread 31 41
 set -euo pipefail
 out=${1:?output folder}
