@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,56 @@ def test_revalidate_honours_target_dir(known, tmp_path, monkeypatch):
     assert (bundled_dir() / "cloudmask-b0.yaml").read_text() == bundled
     after = yaml.safe_load((tmp_path / "cloudmask-b0.yaml").read_text())
     assert after["validation"]["model"]["all"]["data"]["cloud"]["f1"] == 75.0
+
+
+def _model_report(data: Path, weights: Path, folder: Path) -> Path:
+    from cloudmask_cli.training.evaluate import write_json
+
+    folder.mkdir(exist_ok=True)
+    write_json(evaluate(data, weights=weights, device="cpu"), folder / "model-all.json")
+    return folder
+
+
+def test_figures_must_be_scored_on_the_weights_published(known, tmp_path, monkeypatch, capsys):
+    """The YAML's figures are scored on the very file it ships with: reports of the fp32
+    checkpoint (or any other weights) are refused before anything is written; reports of the
+    fp16 file as published are accepted and their hash recorded."""
+    import yaml
+
+    from cloudmask_cli.errors import InputError
+    from cloudmask_cli.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+    from cloudmask_cli.model.checkpoint import sha256_file
+    from cloudmask_cli.weights.publish import main, publish, revalidate
+
+    data, _ = known
+    config = Path(__file__).parents[1] / "examples" / "train-tiny.yaml"
+    fp32 = tmp_path / "fp32" / "best.safetensors"
+    fp32.parent.mkdir()
+    save_checkpoint(build_model(ModelConfig.tiny(), seed=0), ModelConfig.tiny(), fp32)
+    report = _model_report(data, fp32, tmp_path / "of-fp32")
+    assert json.loads((report / "model-all.json").read_text())["weights_sha256"] == sha256_file(
+        fp32
+    )
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="scored on other weights"):
+        publish(fp32, config, report, "m", target_dir=out)
+    assert not out.exists() or not any(out.iterdir()), "no partial output"
+    aside = publish(fp32, config, None, "m", target_dir=tmp_path / "aside")
+    good = _model_report(data, aside, tmp_path / "of-fp16")
+    published = publish(fp32, config, good, "m", target_dir=out)
+    meta = yaml.safe_load(published.with_suffix(".yaml").read_text())
+    scored = meta["provenance"]["validation_scored"]
+    assert scored["weights_sha256"] == sha256_file(published) == meta["weights"]["sha256"]
+    load_checkpoint(published)  # the YAML written after the hash still describes these weights
+    before = published.with_suffix(".yaml").read_text()
+    with pytest.raises(InputError, match="scored on other weights"):
+        revalidate(report, published.with_suffix(".yaml"))
+    assert published.with_suffix(".yaml").read_text() == before
+    # from the command line: one line naming the report, exit code 2
+    argv = ["publish", "--revalidate", str(report), "--target-dir", str(out), "--name", "m"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "model-all.json" in err
+    assert published.with_suffix(".yaml").read_text() == before

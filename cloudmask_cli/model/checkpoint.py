@@ -68,9 +68,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a checkpoint's weights file (``path``: the .safetensors, its YAML or stem)."""
+    return sha256_file(_paths(Path(path))[0])
+
+
 def model_hash(path: str | os.PathLike[str]) -> str:
     """Short (12 hex digits) SHA-256 of a checkpoint's weights file."""
-    return sha256_file(_paths(Path(path))[0])[:12]
+    return weights_sha256(path)[:12]
 
 
 def _paths(path: Path) -> tuple[Path, Path]:

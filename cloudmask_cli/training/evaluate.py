@@ -182,10 +182,17 @@ def evaluate(
     """Score a model (``weights``; the bundled one when None) or masks (``mask``: a raster, or a
     folder of ``<sample id>.tif``) on ``data``; returns the report (see `metrics.Scores.report`)."""
     sets = load_eval_sets(data, kind, split, options)
+    scored_on = None  # SHA-256 of the weights scored: a publisher checks it is the file shipped
     if baseline is not None:
         predict = brightness_baseline(baseline)
+    elif mask is None:
+        from cloudmask_cli.model.checkpoint import weights_sha256
+        from cloudmask_cli.weights import default_weights
+
+        predict = _model_predict(weights, device)
+        scored_on = weights_sha256(weights or default_weights())
     else:
-        predict = None if mask is not None else _model_predict(weights, device)
+        predict = None
     total = sum(len(s) for _, s in sets)
     done = 0
     overall = Scores()
@@ -227,6 +234,7 @@ def evaluate(
     return {
         "data": str(data),
         "weights": None if mask is not None or baseline is not None else str(weights or "bundled"),
+        "weights_sha256": scored_on,
         "baseline": None if baseline is None else f"brightness > {baseline}",
         "mask": None if mask is None else str(mask),
         "bands": bands,

@@ -3,10 +3,16 @@
     cloudmask train examples/train-bundled.yaml --out runs/bundled
     cloudmask train examples/train-bundled-stage2.yaml --init runs/bundled/best.safetensors \\
         --out runs/bundled2
-    examples/validate-bundled.sh runs/bundled2/best.safetensors runs/bundled2/validation
+    python -m cloudmask_cli.weights.publish runs/bundled2/best.safetensors \\
+        --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
+        --target-dir runs/bundled2/fp16
+    examples/validate-bundled.sh runs/bundled2/fp16/cloudmask-b0.safetensors runs/bundled2/validation
     python -m cloudmask_cli.weights.publish runs/bundled2/best.safetensors \\
         --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
         --reports runs/bundled2/validation
+
+The figures must be scored on the file as it ships (fp16): reports of any other weights (the
+fp32 checkpoint included) are refused, by their `weights_sha256`, before anything is written.
 
 A third stage starts from stage 2 as published (fp16), written aside first, and the final
 publish names every earlier config in order:
@@ -16,7 +22,10 @@ publish names every earlier config in order:
         --target-dir runs/bundled2/fp16
     cloudmask train examples/train-bundled-stage3.yaml \\
         --init runs/bundled2/fp16/cloudmask-b0.safetensors --out runs/bundled3
-    examples/validate-bundled.sh runs/bundled3/best.safetensors runs/bundled3/validation
+    python -m cloudmask_cli.weights.publish runs/bundled3/best.safetensors \\
+        --config examples/train-bundled-stage3.yaml --init-config examples/train-bundled.yaml \\
+        --init-config examples/train-bundled-stage2.yaml --target-dir runs/bundled3/fp16
+    examples/validate-bundled.sh runs/bundled3/fp16/cloudmask-b0.safetensors runs/bundled3/validation
     python -m cloudmask_cli.weights.publish runs/bundled3/best.safetensors \\
         --config examples/train-bundled-stage3.yaml --init-config examples/train-bundled.yaml \\
         --init-config examples/train-bundled-stage2.yaml --reports runs/bundled3/validation
@@ -35,7 +44,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
+import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,7 +55,13 @@ from typing import Any
 import torch
 import yaml
 
-from cloudmask_cli.model.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from cloudmask_cli.errors import InputError
+from cloudmask_cli.model.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    sha256_file,
+)
 from cloudmask_cli.weights import DEFAULT_NAME, bundled_dir
 
 KEEP = ("precision", "recall", "f1", "balanced_accuracy", "iou")
@@ -79,6 +97,30 @@ def validation_figures(folder: Path) -> dict[str, Any]:
         who, _, bands = path.stem.partition("-")
         figures.setdefault(who, {})[bands] = _scores(json.loads(path.read_text()))
     return figures
+
+
+def scored_weights(reports: Path, sha256: str) -> dict[str, Any]:
+    """Check that the model reports in ``reports`` scored the weights with hash ``sha256``;
+    what the YAML records of it (``provenance.validation_scored``)."""
+    found: dict[str, str | None] = {}
+    for path in sorted(reports.glob("*.json")):
+        report = json.loads(path.read_text())
+        if report.get("baseline") is None and report.get("mask") is None:
+            found[path.name] = report.get("weights_sha256")
+    other = {name: sha for name, sha in found.items() if sha != sha256}
+    if other:
+        name, sha = next(iter(other.items()))
+        raise InputError(
+            reports / name,
+            f"figures scored on other weights ({(sha or 'unrecorded')[:12]}) than the file "
+            f"published ({sha256[:12]}): score the published fp16 file (--target-dir aside)",
+        )
+    return {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "weights_sha256": sha256 if found else None,
+        "reports": sorted(found),
+    }
 
 
 def _git_commit() -> str | None:
@@ -145,7 +187,20 @@ def publish(
         },
     }
     target = (target_dir or bundled_dir()) / f"{name}.safetensors"
-    save_checkpoint(model, arch, target, metadata=metadata, dtype=torch.float16)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside first: its hash must match the reports' before anything replaces the target.
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".publish-") as tmp:
+        aside = Path(tmp) / target.name
+        save_checkpoint(model, arch, aside, metadata=metadata, dtype=torch.float16)
+        if reports:
+            scored = scored_weights(reports, sha256_file(aside))
+            doc = yaml.safe_load(aside.with_suffix(".yaml").read_text())
+            doc["provenance"]["validation_scored"] = scored
+            aside.with_suffix(".yaml").write_text(
+                yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+            )
+        os.replace(aside, target)
+        os.replace(aside.with_suffix(".yaml"), target.with_suffix(".yaml"))
     return target
 
 
@@ -154,10 +209,10 @@ def revalidate(reports: Path, path: Path | None = None) -> Path:
     and their hash stay as they are."""
     path = path or bundled_dir() / f"{DEFAULT_NAME}.yaml"
     doc = yaml.safe_load(path.read_text())
+    scored = scored_weights(reports, doc["weights"]["sha256"])
     doc["validation"] = validation_figures(reports)
     doc.setdefault("provenance", {})["validation_scored"] = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        **scored,
         "weights": f"{doc['weights']['file']} as published ({doc['weights']['dtype']})",
     }
     atomic_write(
@@ -184,16 +239,26 @@ def main() -> None:
         "--target-dir", type=Path, help="publish or revalidate here instead of the bundled folder"
     )
     args = ap.parse_args()
-    if args.revalidate:
-        print(revalidate(args.revalidate, (args.target_dir or bundled_dir()) / f"{args.name}.yaml"))
-        return
-    if args.checkpoint is None or args.config is None:
+    if not args.revalidate and (args.checkpoint is None or args.config is None):
         ap.error("a checkpoint and --config are needed to publish")
-    print(
-        publish(
-            args.checkpoint, args.config, args.reports, args.name, args.init_config, args.target_dir
-        )
-    )
+    try:
+        if args.revalidate:
+            folder = args.target_dir or bundled_dir()
+            print(revalidate(args.revalidate, folder / f"{args.name}.yaml"))
+        else:
+            print(
+                publish(
+                    args.checkpoint,
+                    args.config,
+                    args.reports,
+                    args.name,
+                    args.init_config,
+                    args.target_dir,
+                )
+            )
+    except InputError as e:
+        print(f"publish: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
