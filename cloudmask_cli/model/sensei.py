@@ -8,8 +8,9 @@ computation is permutation equivariant), and finally three heads give, per band 
 α, a frequency ω and a phase φ. Every band's pixels are embedded as ``α·sin(ω·S + φ)`` and the
 embeddings are averaged over the bands that are valid at each pixel (a pixel with no valid band
 gets zeros); with ``pooling="weighted"`` (not in the paper) the average is weighted by a learned
-positive weight per band, from a fourth head on the same vectors. Bands are first put in a canonical order (sorted by a fixed projection of their
-descriptor + statistics), so the result is bitwise independent of the order they come in.
+positive weight per band, from a fourth head on the same vectors. Bands are first put in a
+canonical order (sorted by a fixed projection of their descriptor + statistics), so the result
+is bitwise independent of the order they come in.
 
 Normalisation of physical values (per band kind, the kind read from the descriptor flags) also
 lives here, so the network and the training loss (recovery target) share one definition.
@@ -191,7 +192,6 @@ class SEnSeI(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown band pooling {pooling!r}; expected one of {POOLINGS}")
         self.channels = channels
-        self.pooling = pooling
         self.stats_samples = stats_samples
         self.stats_noise = stats_noise
         self.inp = nn.Linear(D.LENGTH + D.N_STATS, width)
