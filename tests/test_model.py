@@ -286,12 +286,14 @@ def test_deterministic_on_cpu(b0):
     assert torch.equal(a, b)
 
 
-def test_inference_fast_path_matches_autograd_path(tiny):
+@pytest.mark.parametrize("net", ["tiny", "weighted"])
+def test_inference_fast_path_matches_autograd_path(net, request):
+    model = request.getfixturevalue(net)
     x = _s2_values(2, 40, 40)
     x[0, 3, :10] = float("nan")
     with torch.no_grad():
-        fast = tiny.embed(x, S2)
-    slow = tiny.embed(x, S2).detach()  # with gradients: the autograd-friendly path
+        fast = model.embed(x, S2)
+    slow = model.embed(x, S2).detach()  # with gradients: the autograd-friendly path
     assert torch.equal(fast, slow)
 
 
