@@ -264,6 +264,20 @@ def test_select_on_last_keeps_the_final_average_at_a_fixed_rate(tmp_path: Path) 
         parse_config(raw, "tiny.yaml")
 
 
+def test_select_on_last_saves_best_with_no_split_to_validate(tmp_path: Path) -> None:
+    # a cross-validation fold trains on everything outside its test samples: no val split
+    data = training_set(tmp_path / "data", n_train=8, n_val=2)
+    opt = {"lr": 1e-3, "warmup_start": 1e-4, "warmup_steps": 2, "patience": 1, "plateau_lrs": []}
+    datasets = [{"path": str(data), "kind": "training", "name": "synthetic", "val": None}]
+    raw = tiny_config(data, select_on="last", epochs=2, steps_per_epoch=2, optimiser=opt,
+                      datasets=datasets)  # fmt: skip
+    train(parse_config(raw, "tiny.yaml"), out=tmp_path / "run")
+    _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert meta["training"]["epoch"] == 2 and meta["metrics"]["validation"] is None
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert not [r for r in rows if json.loads(r)["type"] == "val"]
+
+
 def test_excluded_samples_are_in_no_split(tmp_path: Path) -> None:
     from cloudmask_cli.errors import InputError
     from cloudmask_cli.training.evaluate import evaluate, load_eval_sets

@@ -170,17 +170,32 @@ def in_selection(sample_id: str, fraction: float) -> bool:
     return in_split(f"selection:{sample_id}", "val", fraction)
 
 
-def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
+Splits = tuple[list[list[RawSample]], Named, Named]
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
     """Training samples per dataset; (name, samples) of the held-out `val` splits; and of the
     selection samples taken out of the training ones (`selection_fraction`)."""
-    train, val, select = [], [], []
+    found, held = [], []
     for spec in cfg.datasets:
-        found = open_dataset(spec.kind, spec.path, spec.train, spec.options)
-        held = open_dataset(spec.kind, spec.path, spec.val, spec.options) if spec.val else []
-        unknown = sorted(set(spec.exclude) - {s.id for s in found + held})
+        train = open_dataset(spec.kind, spec.path, spec.train, spec.options)
+        val = open_dataset(spec.kind, spec.path, spec.val, spec.options) if spec.val else []
+        unknown = sorted(set(spec.exclude) - {s.id for s in train + val})
         if unknown:
             raise InputError(spec.path, f"exclude names sample(s) not in {spec.name}: {unknown}")
-        samples = spec.prepare(found)
+        found.append(spec.prepare(train))
+        held.append(spec.prepare(val) if spec.val is not None else None)
+    return split_prepared(cfg, found, held)
+
+
+def split_prepared(
+    cfg: TrainConfig, found: list[list[RawSample]], held: list[list[RawSample] | None]
+) -> Splits:
+    """`load_splits` from samples already read and prepared, one list per dataset of ``cfg``
+    (``held`` None: that dataset is not validated): the selection samples are taken out of
+    ``found`` here. Cross-validation (training/crossval.py) makes its folds this way."""
+    train, val, select = [], [], []
+    for spec, samples, held_out in zip(cfg.datasets, found, held, strict=True):
         if cfg.selection_fraction > 0:
             chosen = [s for s in samples if in_selection(s.id, cfg.selection_fraction)]
             samples = [s for s in samples if not in_selection(s.id, cfg.selection_fraction)]
@@ -189,8 +204,8 @@ def load_splits(cfg: TrainConfig) -> tuple[list[list[RawSample]], Named, Named]:
             if not samples:
                 raise InputError(spec.path, "selection_fraction leaves no training sample")
         train.append(samples)
-        if spec.val is not None:
-            val.append((spec.name, spec.prepare(held)))
+        if held_out is not None:
+            val.append((spec.name, held_out))
     if cfg.selection_fraction > 0 and not select:
         raise InputError(cfg.path or None, "selection_fraction picked no sample: raise it")
     return train, val, select
@@ -378,11 +393,13 @@ def train(
     validate_first: bool = False,
     max_steps: int | None = None,
     notice: Callable[[str], None] | None = None,
+    splits: Splits | None = None,
 ) -> TrainResult:
     """Train as ``cfg`` says; returns the metrics history. See the module docstring.
 
     ``max_steps`` stops after that many optimiser steps in all (counting those before a resume),
-    saving ``last`` with its training state: ``--resume`` then continues mid-epoch exactly."""
+    saving ``last`` with its training state: ``--resume`` then continues mid-epoch exactly.
+    ``splits``: the samples (as `load_splits` returns them) instead of reading the config's."""
     notice = notice or (lambda m: None)
     dist = _init_distributed(distributed, cfg.device)
     if cfg.threads:
@@ -443,7 +460,7 @@ def train(
             scaler.load_state_dict(state_info["scaler"])
 
     # -- data ----------------------------------------------------------------------------
-    train_sets, val_sets, select_sets = load_splits(cfg)
+    train_sets, val_sets, select_sets = splits if splits is not None else load_splits(cfg)
     samples = [s for group in train_sets for s in group]
     synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
     ground = BrightGround.from_config(cfg.ground) if cfg.ground is not None else None
@@ -537,7 +554,8 @@ def train(
                     break
             if step_in_epoch < cfg.steps_per_epoch:  # stopped mid-epoch by max_steps
                 break
-            validation = None
+            # a fixed length (select_on: last): every epoch replaces `best`, validated or not
+            validation, best = None, cfg.select_on == "last"
             if select_loaders:
                 validation = validate(scored, scored_net, val_loaders, device, cfg, autocast, dist)
                 if select_loaders is not val_loaders:
@@ -546,9 +564,7 @@ def train(
                     )
                     validation["selection"] = selection
                 chooser = validation.get("selection", validation)
-                if cfg.select_on == "last":  # a fixed length: every epoch replaces `best`
-                    best = True
-                else:
+                if cfg.select_on != "last":
                     best = schedule.on_validation(chooser[SELECT_ON[cfg.select_on]])
                 log.write(
                     {
@@ -559,9 +575,9 @@ def train(
                         **validation,
                     }
                 )
-                if best and dist.main:
-                    _save(out_dir, "best", scored_net, opt, cfg, {**info(validation), "epoch": epoch + 1,
-                                                           "step_in_epoch": 0}, dtype, with_state=False)  # fmt: skip
+            if best and dist.main:
+                _save(out_dir, "best", scored_net, opt, cfg, {**info(validation), "epoch": epoch + 1,
+                                                       "step_in_epoch": 0}, dtype, with_state=False)  # fmt: skip
             epoch, step_in_epoch = epoch + 1, 0
             if dist.main:
                 _save(
