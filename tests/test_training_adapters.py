@@ -385,3 +385,67 @@ def test_shadow_needs_cloud_tightens_only_cloud_free_samples(tmp_path: Path) -> 
     scheme = load_scheme("biome+cloud_free")
     assert classes_of(scheme.codes[64][1]) == ("cloud_shadow",)  # a marked shadow stays one
     assert classes_of(scheme.codes[255][1]) == ("thick_cloud",)
+
+
+# -- Sen1Floods11 ----------------------------------------------------------------------------
+S1F11_DESC = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def make_sen1floods11(root: Path, chip: str = "Spain_0001") -> Path:
+    dn = RNG.integers(100, 3000, (13, 16, 16)).astype(np.int16)
+    dn[:, 0, 0] = 0  # no data
+    tif(root / "S2" / f"{chip}_S2Hand.tif", dn, S1F11_DESC, crs="EPSG:4326", res=1e-4)
+    sar = RNG.uniform(-25, -5, (2, 16, 16)).astype(np.float32)
+    sar[:, 0, 1] = np.nan
+    tif(root / "S1" / f"{chip}_S1Hand.tif", sar, ["VV", "VH"], crs="EPSG:4326", res=1e-4)
+    label = np.zeros((16, 16), np.int16)
+    label[8:] = 1
+    label[0, :4] = -1
+    tif(root / "Labels" / f"{chip}_LabelHand.tif", label, crs="EPSG:4326", res=1e-4)
+    return root
+
+
+def test_sen1floods11(tmp_path: Path) -> None:
+    root = make_sen1floods11(tmp_path / "s1f11")
+    (s,) = open_dataset("sen1floods11", root, None)
+    assert names(s) == [*(f"B{i:02d}" for i in range(1, 9)), "B8A", "B09", "B10", "B11", "B12",
+                        "VV", "VH"]  # fmt: skip
+    assert s.scheme == "sen1floods11" and s.bands[13].type == "sar_vv"
+    x, label = s.read()
+    assert x.shape == (15, 16, 16) and np.isnan(x[:13, 0, 0]).all() and np.isnan(x[13:, 0, 1]).all()
+    assert np.nanmax(x[:13]) < 0.3 and np.nanmin(x[13:]) >= -25  # DN / 1e4; dB as they are
+    bits = load_scheme(s.scheme).bits(label, s.id)
+    assert set(classes_of(int(bits[8, 0]))) == {"water"}
+    assert set(classes_of(int(bits[4, 0]))) == {"land", "snow", "thin_cloud", "thick_cloud",
+                                                "cloud_shadow"}  # fmt: skip
+    assert bits[0, 0] == 0  # -1: unlabelled
+    x, label = s.read((8, 0, 4, 4), [1, 14])  # a band subset of a window
+    assert x.shape == (2, 4, 4) and (label == 1).all()
+    assert {len(open_dataset("sen1floods11", root, sp, {"val_fraction": 0.0})) for sp in
+            ("train", "all")} == {1}  # fmt: skip
+    with pytest.raises(InputError, match="no Sen1Floods11 chips"):
+        open_dataset("sen1floods11", root, "val", {"val_fraction": 0.0})
+    (root / "S1" / "Spain_0001_S1Hand.tif").unlink()
+    with pytest.raises(InputError, match="has no S1/Spain_0001_S1Hand.tif"):
+        open_dataset("sen1floods11", root, None)
+
+
+@pytest.mark.realdata
+def test_real_sen1floods11_chip(shared_data: Path) -> None:
+    from conftest import require
+
+    from cloudmask_cli.training.labels import bits_of
+
+    root = require(shared_data / "products/sen1floods11")
+    (s,) = open_dataset("sen1floods11", root, "train")  # the one chip hashes into train
+    assert s.id == "Spain_7370579" and s.shape == (512, 512) and len(s.bands) == 15
+    x, label = s.read()
+    b2 = x[1]
+    assert np.isfinite(b2).all() and 0 < b2.min() and b2.max() < 1 and 0.05 < b2.mean() < 0.3
+    assert np.nanmax(x[10]) < 0.01  # B10 cirrus: dark, the chip is cloud-free
+    assert -50 < np.nanmean(x[13]) < 0 and -50 < np.nanmean(x[14]) < np.nanmean(x[13])  # VH < VV
+    bits = load_scheme(s.scheme).bits(label, s.id)
+    water = bits == bits_of(["water"])
+    assert abs(water.mean() - 70035 / 512**2) < 1e-6 and (bits == 0).sum() == 99
+    with pytest.raises(InputError, match="no Sen1Floods11 chips"):
+        open_dataset("sen1floods11", root, "val")

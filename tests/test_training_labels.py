@@ -42,6 +42,8 @@ TABLE: dict[str, dict[int, set[str]]] = {
     "scl": {0: {"no_data"}, 1: set(), 2: {"land", "water", "cloud_shadow"}, 3: {"cloud_shadow"},
             4: {"land"}, 5: {"land"}, 6: {"water"}, 7: EVERY_REAL, 8: CLOUD, 9: {"thick_cloud"},
             10: {"thin_cloud"}, 11: {"snow"}},
+    "sen1floods11": {0: {"land", "snow", "thin_cloud", "thick_cloud", "cloud_shadow"},
+                     1: {"water"}, 255: set()},
 }  # fmt: skip
 
 

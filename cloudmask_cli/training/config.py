@@ -17,6 +17,7 @@ import yaml
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.training.augment import Augmentation, BandSampling
 from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
+from cloudmask_cli.training.rules import RULES, RuledSample
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,20 @@ class DatasetSpec:
     # whose clear allows shadow only because shadows were not marked (Biome, On Cloud N);
     # without it, nothing teaches that dark water or dark forest under a clear sky is not shadow.
     shadow_needs_cloud: bool = False
+    # label rules (`cloudmask_cli.training.rules.RULES`: water, snow) narrowing each sample's
+    # partial labels where a published spectral test decides, e.g. clear -> water on a lake
+    rules: tuple[str, ...] = ()
 
     def prepare(self, samples: list[Any]) -> list[Any]:
         """``samples`` without the excluded ones; with ``shadow_needs_cloud``, the cloud-free
-        ones (their whole label read once) as copies read in their scheme's cloud-free form."""
+        ones (their whole label read once) as copies read in their scheme's cloud-free form;
+        with ``rules``, lastly, each wrapped in a `RuledSample` (on the cloud-free form)."""
         kept = [s for s in samples if s.id not in self.exclude]
-        if not self.shadow_needs_cloud:
-            return kept
-        return [_cloud_free(s) if _holds_no_cloud(s) else s for s in kept]
+        if self.shadow_needs_cloud:
+            kept = [_cloud_free(s) if _holds_no_cloud(s) else s for s in kept]
+        if self.rules:
+            kept = [RuledSample(s, tuple(self.rules)) for s in kept]
+        return kept
 
 
 def _holds_no_cloud(sample: Any) -> bool:
@@ -138,7 +145,7 @@ def _build(cls: type, raw: Any, where: str, path: str) -> Any:
         kwargs["plateau_lrs"] = tuple(float(v) for v in kwargs["plateau_lrs"])
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputError(path, f"{where}: {exc}") from None
 
 
@@ -162,6 +169,15 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         spec = replace(spec, exclude={str(k): v for k, v in reasons.items()})
         if not isinstance(spec.shadow_needs_cloud, bool):
             raise InputError(path, f"datasets[{i}].shadow_needs_cloud must be true or false")
+        rules = spec.rules
+        if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) for r in rules):
+            raise InputError(path, f"datasets[{i}].rules must list rule names ({', '.join(RULES)})")
+        unknown = [r for r in rules if r not in RULES]
+        if unknown:
+            raise InputError(
+                path, f"datasets[{i}].rules: unknown rule(s) {unknown} (known: {', '.join(RULES)})"
+            )
+        spec = replace(spec, rules=tuple(rules))
         p = Path(spec.path).expanduser()
         if base is not None and not p.is_absolute():
             p = base / p

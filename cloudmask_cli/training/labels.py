@@ -25,6 +25,9 @@ NO_DATA_BITS = BIT["no_data"]
 ALL_BITS = (1 << N_CLASSES) - 1
 CLOUD_BITS = BIT["thin_cloud"] | BIT["thick_cloud"]
 CLOUD_FREE = "+cloud_free"  # suffix of a scheme name: `LabelScheme.cloud_free` of that scheme
+# A programmatic scheme whose codes ARE the 7-bit masks (0 = unlabelled): what a sample already
+# turned into class sets (e.g. by `cloudmask_cli.training.rules`) is labelled in.
+BITS_SCHEME = "bits"
 
 
 def bits_of(classes: list[str] | tuple[str, ...] | frozenset[str]) -> int:
@@ -137,6 +140,12 @@ def parse_scheme(data: object, path: str = "<scheme>") -> LabelScheme:
     return LabelScheme(str(data["name"]), str(data.get("title", data["name"])), codes, path)
 
 
+def bits_scheme() -> LabelScheme:
+    """The identity scheme over codes 0..127 (`BITS_SCHEME`)."""
+    codes = {b: ("+".join(classes_of(b)) or "unlabelled", b) for b in range(ALL_BITS + 1)}
+    return LabelScheme(BITS_SCHEME, "7-bit class masks as codes", codes)
+
+
 def _bundled_dir() -> Path:
     return Path(str(resources.files("cloudmask_cli.training"))) / "schemes"
 
@@ -149,10 +158,12 @@ def bundled_schemes() -> list[str]:
 @lru_cache(maxsize=64)
 def load_scheme(name_or_path: str) -> LabelScheme:
     """A bundled scheme by name, or a scheme YAML by path (``+cloud_free`` appended: that
-    scheme's `LabelScheme.cloud_free`)."""
+    scheme's `LabelScheme.cloud_free`); ``bits``: `bits_scheme`."""
     text = str(name_or_path)
     if text.endswith(CLOUD_FREE):
         return load_scheme(text.removesuffix(CLOUD_FREE)).cloud_free()
+    if text == BITS_SCHEME:
+        return bits_scheme()
     path = Path(text)
     if not text.endswith((".yaml", ".yml")):
         path = _bundled_dir() / f"{text}.yaml"

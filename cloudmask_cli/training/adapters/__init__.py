@@ -21,6 +21,7 @@ ADAPTERS: dict[str, Callable[..., list[Any]]] = {
     "training": lambda root, split=None: load_stored(root, split),
     "biome-patches": local.biome_patches,
     "oncloudn": local.oncloudn,
+    "sen1floods11": local.sen1floods11,
     "cloudsen12": sentinel2.cloudsen12,
     "cmc": sentinel2.cmc,
     "kappaset": sentinel2.kappaset,

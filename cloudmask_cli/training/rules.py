@@ -1,0 +1,321 @@
+"""Physically based label rules: narrow a partial label where a published spectral test decides.
+
+Most labels say "clear" (land, water or snow) without saying which, so nothing teaches the model
+that a lake is not cloud shadow or that clear snow is not cloud. A rule is a conservative,
+published per-pixel test on the sample's own physical bands (found by wavelength, whatever the
+sensor); a pixel passing it whose label set allows the rule's class becomes that class alone.
+A rule never widens a set, never touches a set without its class, and never decides a set that
+allows cloud (the tests do not tell thin cloud over water or snow from water or snow). A rule
+needing a band the sample lacks labels nothing, or uses the weaker form its docstring gives.
+
+Measure a rule on real labels (the share of each code's pixels passing it):
+``python -m cloudmask_cli.training.rules DATA [--kind KIND] [--split S] [--option k=v]``
+(``DATA`` a dataset folder, or a training config: its datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cloudmask_cli.sensors import Band
+from cloudmask_cli.training.labels import (
+    BIT,
+    BITS_SCHEME,
+    CLOUD_BITS,
+    CLOUD_FREE,
+    NO_DATA_BITS,
+    load_scheme,
+)
+from cloudmask_cli.training.sample import Box, RawSample
+
+# Spectral windows (nm): a reflectance band whose centre lies inside is that band.
+WINDOWS = {
+    "blue": (450, 520),
+    "green": (530, 600),
+    "red": (630, 690),
+    "nir": (760, 900),
+    "cirrus": (1340, 1410),
+    "swir1": (1550, 1750),
+}
+THERMAL = (10000, 12500)  # a brightness-temperature band (K) centred here: the thermal band
+SNOW_MAX_BT = 273.15 + 9.85  # Fmask's snow test: colder than 9.85 degC
+
+
+def find_band(bands: Sequence[Band], name: str) -> int | None:
+    """Index of the band for a window of `WINDOWS` (or ``thermal``): the non-panchromatic band
+    of the right type whose centre lies in the window, nearest its centre; None if none."""
+    lo, hi = THERMAL if name == "thermal" else WINDOWS[name]
+    kind = "brightness_temperature" if name == "thermal" else "reflectance"
+    best: tuple[float, int] | None = None
+    for i, b in enumerate(bands):
+        if b.type != kind or b.wavelength is None or b.panchromatic:
+            continue
+        centre = (b.wavelength[0] + b.wavelength[1]) / 2
+        if lo <= centre <= hi:
+            d = abs(centre - (lo + hi) / 2)
+            if best is None or d < best[0]:
+                best = (d, i)
+    return None if best is None else best[1]
+
+
+def _bands(image: np.ndarray, bands: Sequence[Band], *names: str) -> list[np.ndarray] | None:
+    idx = [find_band(bands, n) for n in names]
+    return None if any(i is None for i in idx) else [image[i] for i in idx]  # type: ignore[index]
+
+
+def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Normalised difference (a - b) / (a + b); NaN where undefined (fails every test)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a - b) / (a + b)
+
+
+def fmask_water(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """Fmask's water test (Zhu & Woodcock 2012, Remote Sens. Environ. 118:83-94, eq. 5):
+    (NDVI < 0.01 and NIR < 0.11) or (NDVI < 0.1 and NIR < 0.05)."""
+    ndvi = _nd(nir, red)
+    return ((ndvi < 0.01) & (nir < 0.11)) | ((ndvi < 0.1) & (nir < 0.05))
+
+
+def water(image: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
+    """Open water: Fmask's water test AND NDWI = (green - NIR) / (green + NIR) > 0.2 AND, with
+    SWIR1, MNDWI = (green - SWIR1) / (green + SWIR1) > 0 (Xu 2006, Int. J. Remote Sens.
+    27:3025-3033). Dark cloud shadow on soil passes Fmask's test (low NIR) but not MNDWI (soil
+    reflects more in SWIR1 than in green). NDWI is McFeeters' (1996, Int. J. Remote Sens.
+    17:1425-1432) with a margin above his 0: snow in shadow (NIR still close to green, SWIR1 dark)
+    passes Fmask and MNDWI but stays under ~0.1 on the Biome patches, open water above ~0.3.
+
+    Without SWIR1 (the RGB+NIR form) the same less MNDWI. Without red, green or NIR: nothing.
+    """
+    h, w = image.shape[1:]
+    got = _bands(image, bands, "red", "nir", "green")
+    if got is None:
+        return np.zeros((h, w), bool)
+    red, nir, green = got
+    out = fmask_water(red, nir) & (_nd(green, nir) > 0.2)
+    swir1 = _bands(image, bands, "swir1")
+    if swir1 is not None:
+        out &= _nd(green, swir1[0]) > 0
+    return out
+
+
+def snow(image: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
+    """Snow and ice, SNOMAP's test (Hall, Riggs & Salomonson 1995, Remote Sens. Environ.
+    54:127-140: NDSI = (green - SWIR1) / (green + SWIR1) > 0.4) with brighter green and NIR
+    (> 0.2 where SNOMAP and Fmask ask 0.1 and 0.11: sediment-laden flood water reaches 0.18 in
+    the Sen1Floods11 chip, snow in cloud shadow 0.15), brightness temperature < 9.85 degC where
+    there is a thermal band (Fmask's snow test, Zhu & Woodcock 2012, eq. 4, whose NDSI > 0.15
+    passes most water and ice clouds: Fmask applies it only to pixels it found clear), and
+    SWIR-cirrus (~1375 nm) reflectance < 0.04, i.e. Fmask 3.2's cirrus cloud probability
+    B9 / 0.04 < 1 (Zhu, Wang & Woodcock 2015, Remote Sens. Environ. 159:269-277): high, cold
+    ice cloud is snow-like in every other band.
+
+    Needs green, NIR, SWIR1 and the cirrus band, else labels nothing (without the cirrus band a
+    fifth of the Biome thick-cloud pixels pass). Without a thermal band, the rest. Snow on high,
+    dry ice sheets, bright in the cirrus band too, is missed."""
+    h, w = image.shape[1:]
+    got = _bands(image, bands, "green", "nir", "swir1", "cirrus")
+    if got is None:
+        return np.zeros((h, w), bool)
+    green, nir, swir1, cirrus = got
+    out = (_nd(green, swir1) > 0.4) & (nir > 0.2) & (green > 0.2) & (cirrus < 0.04)
+    bt = _bands(image, bands, "thermal")
+    if bt is not None:
+        out &= bt[0] < SNOW_MAX_BT
+    return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    test: Callable[[np.ndarray, Sequence[Band]], np.ndarray]
+    cls: str  # the class a passing pixel becomes
+
+
+RULES: dict[str, Rule] = {"water": Rule(water, "water"), "snow": Rule(snow, "snow")}
+
+
+def narrow(
+    bits: np.ndarray, image: np.ndarray, bands: Sequence[Band], rules: Sequence[str]
+) -> np.ndarray:
+    """``bits`` (7-bit sets ``[h, w]``) narrowed by ``rules`` on ``image`` (all of the sample's
+    ``bands``, physical): a passing pixel whose set allows the rule's class and no cloud
+    becomes that class alone; every other pixel keeps its set."""
+    out = bits.copy()
+    for name in rules:
+        cls = BIT[RULES[name].cls]
+        open_ = ((out & cls) != 0) & ((out & CLOUD_BITS) == 0) & (out != cls)
+        if open_.any():
+            out[open_ & RULES[name].test(image, bands)] = cls
+    return out
+
+
+@dataclass
+class RuledSample(RawSample):
+    """``sample`` whose labels ``rules`` narrow, read in the `BITS_SCHEME` scheme (with
+    ``+cloud_free`` kept when the wrapped sample had it, so reports still list it). Every read
+    reads all of the wrapped sample's bands (the rules need them, whatever subset is fed).
+    Other attributes (``resolution``, ``origin``, ...) are the wrapped sample's."""
+
+    sample: RawSample
+    rules: tuple[str, ...]
+    id: str = field(init=False)
+    bands: tuple[Band, ...] = field(init=False)
+    scheme: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown label rule(s) {unknown} (known: {', '.join(RULES)})")
+        self.rules = tuple(self.rules)
+        self.id, self.bands = self.sample.id, self.sample.bands
+        self.scheme = BITS_SCHEME + (CLOUD_FREE if self.sample.scheme.endswith(CLOUD_FREE) else "")
+
+    @property
+    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+        return self.sample.shape
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for attributes not found normally; guard copy/pickle's probes
+        if name.startswith("__") or name == "sample":
+            raise AttributeError(name)
+        return getattr(self.sample, name)
+
+    def _read(self, box: Box, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        image, label = self.sample.read(box, None)
+        bits = load_scheme(self.sample.scheme).bits(label, self.id)
+        return image[bands], narrow(bits, image, self.sample.bands, self.rules)
+
+
+# -- measuring the rules on real labels ------------------------------------------------------
+Counts = dict[tuple[int, str], np.ndarray]  # (code, code name) -> [pixels, passing each rule]
+
+
+def measure(samples: Sequence[RawSample], rules: Sequence[str], keep: Sequence[str] = ()) -> Counts:
+    """Per label code: pixel count and how many pass each rule (on the bands named in ``keep``
+    only, when given: e.g. a sensor's RGB+NIR subset)."""
+    out: Counts = {}
+    for s in samples:
+        idx = [i for i, b in enumerate(s.bands) if not keep or b.name in keep]
+        image, label = s.read(None, idx)
+        bands = [s.bands[i] for i in idx]
+        scheme = load_scheme(s.scheme)
+        scheme.bits(label, s.id)  # codes the scheme lacks: an error naming the sample
+        passed = [RULES[r].test(image, bands) for r in rules]
+        for code in np.unique(label):
+            at = label == code
+            key = (int(code), scheme.codes[int(code)][0])
+            row = np.array([at.sum()] + [(p & at).sum() for p in passed], dtype=np.int64)
+            out[key] = out.get(key, 0) + row
+    return out
+
+
+def _report(title: str, counts: Counts, rules: Sequence[str], scheme_bits: dict[int, int]) -> None:
+    print(f"\n{title}")
+    print(f"  {'code':>4} {'name':<26} {'pixels':>10} " + " ".join(f"{r + ' %':>9}" for r in rules))
+    for (code, name), row in sorted(counts.items()):
+        shares = " ".join(f"{100 * v / max(row[0], 1):9.3f}" for v in row[1:])
+        print(f"  {code:>4} {name:<26} {row[0]:>10} {shares}")
+    for j, r in enumerate(rules, 1):
+        cls = BIT[RULES[r].cls]
+        exact = [k for k in counts if scheme_bits.get(k[0]) == cls]
+        if not exact:
+            continue
+        scored = [k for k in counts if scheme_bits.get(k[0], 0) & ~NO_DATA_BITS]
+        tp = sum(counts[k][j] for k in exact)
+        fired = sum(counts[k][j] for k in scored)
+        truth = sum(counts[k][0] for k in exact)
+        print(
+            f"  {r} vs codes {sorted(k[0] for k in exact)} ({RULES[r].cls} only): precision "
+            f"{tp / max(fired, 1):.3f}, recall {tp / max(truth, 1):.3f} ({fired} px fire)"
+        )
+
+
+def _reordered(sample: Any, names: Sequence[str]) -> Any:
+    """A dataclass sample with its bands replaced by its sensor's bands ``names``."""
+    import dataclasses
+
+    from cloudmask_cli.sensors import bundled_sensors
+
+    for sensor in bundled_sensors().values():
+        if all(b in sensor.bands for b in sample.bands):
+            bands = tuple(sensor.band(n) for n in names)
+            if len(bands) != len(sample.bands):
+                raise ValueError(
+                    f"--band-order names {len(bands)} bands, {sample.id} has {len(sample.bands)}"
+                )
+            return dataclasses.replace(sample, bands=bands)
+    raise ValueError(f"{sample.id}: its bands are not one bundled sensor's")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from cloudmask_cli.errors import InputError
+    from cloudmask_cli.training.adapters import open_dataset
+
+    p = argparse.ArgumentParser(
+        prog="python -m cloudmask_cli.training.rules",
+        description="Share of each label code's pixels passing each label rule.",
+    )
+    p.add_argument("data", help="a dataset folder (with --kind) or a training config YAML")
+    p.add_argument("--kind", default="training")
+    p.add_argument("--split", default=None, help="default: every split")
+    p.add_argument("--option", action="append", default=[], help="adapter option key=value")
+    p.add_argument("--rules", default=",".join(RULES))
+    p.add_argument("--bands", default="", help="comma-separated band names the rules may use")
+    p.add_argument("--by-prefix", action="store_true", help="also per sample-id prefix (to _)")
+    p.add_argument(
+        "--band-order",
+        default="",
+        help="comma-separated names of the samples' bands in file order, replacing the adapter's "
+        "(same sensor): to measure with a band order in question",
+    )
+    args = p.parse_args(argv)
+    rules = [r for r in args.rules.split(",") if r]
+    keep = [b for b in args.bands.split(",") if b]
+    options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.option)}
+    try:
+        unknown = [r for r in rules if r not in RULES]
+        if unknown:
+            raise InputError(None, f"unknown rule(s) {unknown} (known: {', '.join(RULES)})")
+        if args.data.endswith((".yaml", ".yml")) and args.kind == "training":
+            from dataclasses import replace
+
+            from cloudmask_cli.training.config import load_config
+
+            sets = [
+                (
+                    s.name,
+                    replace(s, rules=()).prepare(open_dataset(s.kind, s.path, None, s.options)),
+                )
+                for s in load_config(args.data).datasets
+            ]
+        else:
+            sets = [(Path(args.data).name, open_dataset(args.kind, args.data, args.split, options))]
+        if args.band_order:
+            order = args.band_order.split(",")
+            sets = [(n, [_reordered(s, order) for s in ss]) for n, ss in sets]
+        for name, samples in sets:
+            bits = {c: b for s in samples for c, (_, b) in load_scheme(s.scheme).codes.items()}
+            groups = {"all": list(samples)}
+            if args.by_prefix:
+                for s in samples:
+                    groups.setdefault(s.id.split("_")[0], []).append(s)
+            for g, members in groups.items():
+                title = f"{name} [{g}] ({len(members)} samples)"
+                _report(title, measure(members, rules, keep), rules, bits)
+    except (InputError, KeyError, ValueError) as exc:
+        print(f"cloudmask: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
