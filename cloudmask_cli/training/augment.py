@@ -35,6 +35,31 @@ class Augmentation:
     flips: bool = True
     rotations: bool = True  # multiples of 90 degrees
     brightness: float = 0.0  # reflectance bands scaled by a factor in [1 - b, 1 + b]
+    # Radiometric jitter, applied after the synthetic clouds so that clouds, shadows and ground
+    # all change together, as between sensors, calibrations, TOA and BOA, seasons and sun
+    # heights: without it the model keys on absolute brightness (a 20 % gain moved its cloud
+    # F1 by up to 30 points on unseen scenes). Reflectance bands only.
+    gain: tuple[float, float] | None = None  # one factor per sample, log-uniform in [lo, hi]
+    offset: float = 0.0  # one additive offset per sample, uniform in [-o, o]
+    band_gain: float = 0.0  # and a factor per band, uniform in [1 - g, 1 + g]
+    # TOA <-> BOA: path radiance a * (lambda / 490 nm) ** -k, a uniform in [-p, p] (added going
+    # to TOA, removed going to BOA), k uniform in [1, 4] (aerosol to Rayleigh)
+    path_radiance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gain is not None:
+            lo, hi = (float(v) for v in self.gain)
+            if not 0 < lo <= hi:
+                raise ValueError(f"gain must be [lo, hi] with 0 < lo <= hi, got {self.gain!r}")
+            object.__setattr__(self, "gain", (lo, hi))
+        for name in ("offset", "band_gain", "path_radiance"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {v!r}")
+
+    @property
+    def jitters(self) -> bool:
+        return bool(self.gain or self.offset or self.band_gain or self.path_radiance)
 
 
 def choose_bands(bands: Sequence[Band], rng: np.random.Generator, cfg: BandSampling) -> list[int]:
@@ -83,3 +108,25 @@ def augment(
         refl = [i for i, b in enumerate(bands) if b.type == "reflectance"]
         x[refl] *= np.float32(factor)
     return x, np.ascontiguousarray(bits)
+
+
+def jitter_radiometry(
+    x: np.ndarray, bands: Sequence[Band], rng: np.random.Generator, cfg: Augmentation
+) -> np.ndarray:
+    """``x`` with the reflectance bands under a random gain, offset, per-band gain and path
+    radiance (see `Augmentation`); nothing is drawn when none is enabled (random stream kept)."""
+    if not cfg.jitters:
+        return x
+    refl = [i for i, b in enumerate(bands) if b.type == "reflectance"]
+    if not refl:
+        return x
+    centre = np.array([sum(bands[i].wavelength or (490, 490)) / 2 for i in refl], np.float32)
+    gain = np.exp(rng.uniform(*np.log(cfg.gain))) if cfg.gain else 1.0
+    per_band = rng.uniform(1 - cfg.band_gain, 1 + cfg.band_gain, len(refl))
+    offset = rng.uniform(-cfg.offset, cfg.offset)
+    amp, k = rng.uniform(-cfg.path_radiance, cfg.path_radiance), rng.uniform(1.0, 4.0)
+    scale = (gain * per_band).astype(np.float32)[:, None, None]
+    add = (offset + amp * (centre / 490.0) ** -k).astype(np.float32)[:, None, None]
+    x = x.copy()
+    x[refl] = x[refl] * scale + add
+    return x

@@ -16,7 +16,13 @@ from torch.utils.data import Dataset, Sampler
 
 from cloudmask_cli.descriptors import LENGTH
 from cloudmask_cli.training.adapters.common import tiles
-from cloudmask_cli.training.augment import Augmentation, BandSampling, augment, choose_bands
+from cloudmask_cli.training.augment import (
+    Augmentation,
+    BandSampling,
+    augment,
+    choose_bands,
+    jitter_radiometry,
+)
 from cloudmask_cli.training.ground import BrightGround
 from cloudmask_cli.training.labels import (
     NO_DATA_BITS,
@@ -110,6 +116,7 @@ class TrainingDataset(Dataset):
             pixel = getattr(sample, "resolution", None) or getattr(sample, "pixel_size", None)
             x, possible = self.synthetic(x, fed, possible_from_bits(bits), rng, pixel_size=pixel)
             bits = bits_from_possible(possible)
+        x = jitter_radiometry(x, fed, rng, self.aug)
         return _pack(sample, band_idx, x, bits)
 
 
