@@ -445,6 +445,36 @@ def evaluate(
         help="Score the trivial baseline instead: cloud where the mean "
         "visible reflectance exceeds this value (e.g. 0.3).",
     ),  # fmt: skip
+    peer: str | None = typer.Option(
+        None,
+        "--peer",
+        help="Score a peer instead: ukis-csmask, ukis-csmask-l2a or s2cloudless (pip install cloudmask[peers]).",
+    ),
+    perturb: str | None = typer.Option(
+        None,
+        "--perturb",
+        help="Perturb the inputs first: gain0.8, gain1.2, offset-0.02, offset+0.02, "
+        "bandgain0.1, no_swir, no_thermal, no_cirrus.",
+    ),  # fmt: skip
+    cv: int | None = typer.Option(
+        None,
+        "--cv",
+        help="Cross-validate the training config --data: train it on K scene-grouped "
+        "folds of all its samples, score each held-out fold (model, baseline, --cv-peer).",
+    ),  # fmt: skip
+    lodo: bool = typer.Option(False, "--lodo", help="With --cv: also leave each dataset out."),
+    cv_out: Path = typer.Option(Path("runs/crossval"), "--out", help="With --cv: output folder."),
+    cv_perturb: list[str] | None = typer.Option(
+        None,
+        "--cv-perturb",
+        help="With --cv: also score under these perturbations ('all': every one).",
+    ),
+    cv_peer: list[str] | None = typer.Option(
+        None, "--cv-peer", help="With --cv: peers to score (as --peer), on the same test pixels."
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", help="With --cv: folds trained at once (one thread each)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Score a model or masks against reference labels: the paper's pixel-wise metrics."""
@@ -453,6 +483,9 @@ def evaluate(
     from cloudmask_cli.training.evaluate import evaluate as run_evaluation
     from cloudmask_cli.training.evaluate import tables, write_json
 
+    if cv is not None:
+        _cross_validate(data, cv, lodo, cv_out, cv_perturb or [], cv_peer or [], jobs, quiet)
+        return
     if weights is not None and mask is not None:
         _fail(InputError(mask, "give --weights or --mask, not both"))
     options = {}
@@ -464,7 +497,7 @@ def evaluate(
     try:
         report = run_evaluation(
             data, weights=weights, mask=mask, kind=kind, split=split, options=options, bands=bands,
-            style=style, device=device, baseline=baseline,
+            style=style, device=device, baseline=baseline, peer=peer, perturbation=perturb,
         )  # fmt: skip
         if json_out is not None:
             write_json(report, json_out)
@@ -473,6 +506,45 @@ def evaluate(
     if not quiet:
         for table in tables(report):
             out.print(table)
+
+
+def _cross_validate(
+    config: Path, k: int, lodo: bool, folder: Path, perturb: list[str], peers: list[str],
+    jobs: int, quiet: bool,
+) -> None:  # fmt: skip
+    from cloudmask_cli.training.crossval import cross_validate, robustness_rows, table
+    from cloudmask_cli.training.robustness import PERTURBATIONS
+
+    if perturb == ["all"]:
+        perturb = list(PERTURBATIONS)
+    try:
+        result = cross_validate(
+            config, folder, k=k, lodo=lodo, perturbations=perturb, peers=peers, jobs=jobs,
+            notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
+        )  # fmt: skip
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    if quiet:
+        return
+    for part, title in (("folds", f"{k} scene-grouped folds"), ("lodo", "each dataset left out")):
+        rows = table(result, part)
+        if not rows:
+            continue
+        t = Table(title=f"cross-validated, {title}: pooled % (mean ± spread over folds, n)")
+        for col in ("predictor", "data", "cloud F1", "invalid F1", "water R/P", "snow R/P",
+                    "shadow R/P"):  # fmt: skip
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*row)
+        out.print(t)
+    if perturb:
+        r = Table(title="model under perturbed inputs: pooled cloud F1 % and change")
+        for col in ("perturbation", "data", "cloud F1", "change"):
+            r.add_column(col)
+        for row in robustness_rows(result):
+            r.add_row(*row)
+        out.print(r)
+    out.print(f"{folder / 'crossval.json'}", highlight=False)
 
 
 def main() -> None:

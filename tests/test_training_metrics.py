@@ -119,3 +119,18 @@ def test_scores_of_a_mask_are_its_confusion(known: Confusion) -> None:
     scores = Scores()
     scores.update_bits(*pixels(*KNOWN))
     assert scores.report() == known.report()
+
+
+def test_decided_counts_only_labels_that_decide_the_class() -> None:
+    # a partial "clear" label {land, water, snow} says nothing about water: a water call on it
+    # is no true positive, a land call on it no true negative, when only decided pixels count
+    c = Confusion()
+    clear, water, land = bits_of(("land", "water", "snow")), bits_of(("water",)), bits_of(("land",))
+    pred = np.array([water, water, land, land, water], dtype=np.uint8)
+    label = np.array([clear, water, water, clear, land], dtype=np.uint8)
+    c.update(pred, label)
+    loose, decided = c.binary(("water",)), c.binary(("water",), decided=True)
+    assert (loose["tp"], loose["fp"], loose["fn"], loose["tn"]) == (2, 1, 1, 1)
+    assert (decided["tp"], decided["fp"], decided["fn"], decided["tn"]) == (1, 1, 1, 0)
+    assert decided["recall"] == 0.5 and decided["precision"] == 0.5
+    assert c.binary(("water",))["tp"] == 2  # the counts themselves are untouched

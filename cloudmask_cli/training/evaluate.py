@@ -177,14 +177,24 @@ def evaluate(
     device: str = "auto",
     window: int = 512,
     baseline: float | None = None,
+    peer: str | None = None,
+    perturbation: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Score a model (``weights``; the bundled one when None) or masks (``mask``: a raster, or a
-    folder of ``<sample id>.tif``) on ``data``; returns the report (see `metrics.Scores.report`)."""
+    """Score a model (``weights``; the bundled one when None), the brightness ``baseline``, a
+    ``peer`` (training/peers.py) or masks (``mask``: a raster, or a folder of ``<sample
+    id>.tif``) on ``data``, optionally under a ``perturbation`` of the inputs
+    (training/robustness.py); returns the report (see `metrics.Scores.report`)."""
     sets = load_eval_sets(data, kind, split, options)
     scored_on = None  # SHA-256 of the weights scored: a publisher checks it is the file shipped
+    if perturbation is not None and mask is not None:
+        raise InputError(mask, "a perturbation changes a model's inputs: it cannot apply to masks")
     if baseline is not None:
         predict = brightness_baseline(baseline)
+    elif peer is not None:
+        from cloudmask_cli.training.peers import peer_predictor
+
+        predict = peer_predictor(peer)
     elif mask is None:
         from cloudmask_cli.model.checkpoint import weights_sha256
         from cloudmask_cli.weights import default_weights
@@ -193,38 +203,12 @@ def evaluate(
         scored_on = weights_sha256(weights or default_weights())
     else:
         predict = None
+    if predict is None:
+        per_set, overall = _score_masks(sets, Path(mask), style, bands, progress)  # type: ignore[arg-type]
+    else:
+        per_set, overall = score_sets(sets, predict, bands=bands, window=window,
+                                      perturbation=perturbation, progress=progress)  # fmt: skip
     total = sum(len(s) for _, s in sets)
-    done = 0
-    overall = Scores()
-    per_set: dict[str, Any] = {}
-    for name, samples in sets:
-        scores = Scores()
-        for sample in samples:
-            idx = select_bands(sample.bands, bands, sample.id)
-            x, label = sample.read(None, idx)
-            ref = load_scheme(sample.scheme).bits(label, sample.id)
-            has_data = np.isfinite(x).any(axis=0)
-            ref[~has_data] = NO_DATA_BITS
-            if predict is not None:
-                desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
-                fed = [sample.bands[i] for i in idx]
-                for r, c, h, w in tiles(ref.shape, window):
-                    part = (slice(r, r + h), slice(c, c + w))
-                    probs = predict(x[:, part[0], part[1]], desc, fed)
-                    # as in `cloudmask run`: no valid input is no data, whatever the model says
-                    scores.update_probs(probs, ref[part], has_data[part])
-            else:
-                pred, style = _mask_bits(_mask_for(Path(mask), sample, total == 1), style)  # type: ignore[arg-type]
-                if pred.shape != ref.shape:
-                    raise InputError(
-                        mask, f"mask {pred.shape} and labels {ref.shape} differ in size"
-                    )
-                scores.update_bits(pred, ref)
-            done += 1
-            if progress:
-                progress(done, total)
-        per_set[name] = scores.report()
-        overall.merge(scores)
     excluded = {}
     if Path(data).suffix in (".yaml", ".yml") and kind == "training":
         with contextlib.suppress(InputError):
@@ -233,9 +217,12 @@ def evaluate(
             excluded = {d.name: d.exclude for d in load_config(data).datasets if d.exclude}
     return {
         "data": str(data),
-        "weights": None if mask is not None or baseline is not None else str(weights or "bundled"),
+        "weights": None
+        if mask is not None or baseline is not None or peer is not None
+        else str(weights or "bundled"),
         "weights_sha256": scored_on,
         "baseline": None if baseline is None else f"brightness > {baseline}",
+        "peer": peer,
         "mask": None if mask is None else str(mask),
         "bands": bands,
         "samples": total,
@@ -246,9 +233,87 @@ def evaluate(
             for name, samples in sets
             if (ids := [s.id for s in samples if s.scheme.endswith(CLOUD_FREE)])
         },
-        "datasets": per_set,
+        "perturbation": perturbation,
+        "datasets": {name: scores.report() for name, scores in per_set.items()},
         "overall": overall.report(),
     }
+
+
+Predict = Callable[[np.ndarray, np.ndarray, Sequence[Band]], np.ndarray]
+
+
+def score_sets(
+    sets: Sequence[tuple[str, Sequence[RawSample]]],
+    predict: Predict,
+    *,
+    bands: str = "all",
+    window: int = 512,
+    perturbation: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Scores], Scores]:
+    """Scores per set and over all of them of ``predict`` (probabilities ``(7, h, w)`` of a
+    window) on every pixel of every sample, in ``window``-pixel tiles as `cloudmask run`."""
+    from cloudmask_cli.training.robustness import get_perturbation
+
+    try:
+        perturb = get_perturbation(perturbation) if perturbation else None
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+    total, done = sum(len(s) for _, s in sets), 0
+    overall, per_set = Scores(), {}
+    for name, samples in sets:
+        scores = Scores()
+        for sample in samples:
+            idx = select_bands(sample.bands, bands, sample.id)
+            x, label = sample.read(None, idx)
+            ref = load_scheme(sample.scheme).bits(label, sample.id)
+            # no data where the unperturbed input has none: a perturbation scores the same pixels
+            has_data = np.isfinite(x).any(axis=0)
+            ref[~has_data] = NO_DATA_BITS
+            if perturb is not None:
+                x, kept = perturb(x, [sample.bands[i] for i in idx], sample.id)
+                idx = [idx[k] for k in kept]
+            desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
+            fed = [sample.bands[i] for i in idx]
+            for r, c, h, w in tiles(ref.shape, window):
+                part = (slice(r, r + h), slice(c, c + w))
+                probs = predict(x[:, part[0], part[1]], desc, fed)
+                # as in `cloudmask run`: no valid input is no data, whatever the model says
+                scores.update_probs(probs, ref[part], has_data[part])
+            done += 1
+            if progress:
+                progress(done, total)
+        per_set[name] = scores
+        overall.merge(scores)
+    return per_set, overall
+
+
+def _score_masks(
+    sets: Sequence[tuple[str, Sequence[RawSample]]],
+    mask: Path,
+    style: str | None,
+    bands: str,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[dict[str, Scores], Scores]:
+    """Scores of existing mask rasters (one per sample) against the samples' labels."""
+    total, done = sum(len(s) for _, s in sets), 0
+    overall, per_set = Scores(), {}
+    for name, samples in sets:
+        scores = Scores()
+        for sample in samples:
+            x, label = sample.read(None, select_bands(sample.bands, bands, sample.id))
+            ref = load_scheme(sample.scheme).bits(label, sample.id)
+            ref[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
+            pred, style = _mask_bits(_mask_for(mask, sample, total == 1), style)
+            if pred.shape != ref.shape:
+                raise InputError(mask, f"mask {pred.shape} and labels {ref.shape} differ in size")
+            scores.update_bits(pred, ref)
+            done += 1
+            if progress:
+                progress(done, total)
+        per_set[name] = scores
+        overall.merge(scores)
+    return per_set, overall
 
 
 def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -79,8 +79,12 @@ class Confusion:
         out[:, (labels & REAL) == 0] = 0
         return out
 
-    def binary(self, positive: Iterable[str]) -> dict[str, Any]:
-        """TP/FP/FN/TN and P, R, F1, balanced accuracy, IoU for positive classes vs the rest."""
+    def binary(self, positive: Iterable[str], decided: bool = False) -> dict[str, Any]:
+        """TP/FP/FN/TN and P, R, F1, balanced accuracy, IoU for positive classes vs the rest.
+
+        ``decided``: only pixels whose label decides the grouping (its set all positive or all
+        negative). A partial "clear" {land, water, snow} then says nothing about water, where
+        otherwise every water call on it is a true positive and water recall means little."""
         g = bits_of(tuple(positive))
         sets = np.arange(N)
         p_pos = (sets & g) != 0
@@ -91,6 +95,8 @@ class Confusion:
         l_pos = (sets & g) != 0
         l_neg = (sets & REAL & ~g) != 0
         c = self.scored
+        if decided:
+            c[:, l_pos & l_neg] = 0
         tp = int(c[np.ix_(pred_positive, l_pos)].sum())
         fp = int(c[np.ix_(pred_positive, ~l_pos)].sum())
         tn = int(c[np.ix_(pred_negative, l_neg)].sum())

@@ -1,0 +1,146 @@
+"""Cross-validation: scene-grouped folds, each sample scored once, leave-one-dataset-out, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from training_fixtures import tif
+from typer.testing import CliRunner
+
+from cloudmask_cli.cli import app
+from cloudmask_cli.training.adapters import open_dataset
+from cloudmask_cli.training.config import parse_config
+from cloudmask_cli.training.crossval import (
+    all_samples,
+    assign_folds,
+    cross_validate,
+    make_folds,
+    scene_of,
+)
+from cloudmask_cli.training.sample import write_sample
+
+
+def dataset(root: Path, ids: list[str], seed: int = 0, size: int = 32) -> Path:
+    """Training-format samples with the given ids (4 Sentinel-2 bands, bright = thick cloud)."""
+    rng = np.random.default_rng(seed)
+    for i, sid in enumerate(ids):
+        cloud = rng.random((size, size)) > 0.6
+        refl = np.where(cloud, 0.6, 0.08) + rng.normal(0, 0.02, (4, size, size))
+        dn = np.clip(refl * 10000, 1, 65535).astype(np.uint16)
+        split = "val" if i % 4 == 3 else "train"  # both splits: cross-validation pools them
+        write_sample(root / split, sid, dn, cloud.astype(np.uint8), sensor="sentinel2_msi",
+                     bands=["B02", "B03", "B04", "B08"], scheme="cloudsen12", scale=[1e-4] * 4,
+                     nodata=0)  # fmt: skip
+    return root
+
+
+SCENES_A = [f"forest_{s}_{p}" for s in range(1, 5) for p in range(s)]  # scenes of 1..4 patches
+SCENES_B = [f"desert_{s}_{p}" for s in range(1, 4) for p in range(2)]
+
+
+def recipe(tmp_path: Path) -> dict:
+    a = dataset(tmp_path / "a", SCENES_A)
+    b = dataset(tmp_path / "b", SCENES_B, seed=1)
+    return {
+        "datasets": [{"path": str(a), "kind": "training", "name": "a"},
+                     {"path": str(b), "kind": "training", "name": "b"}],
+        "model": {"preset": "tiny"},
+        "crop": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 2, "val_batch_size": 4,
+        "seed": 7, "device": "cpu", "log_every": 1, "threads": 1,
+        "select_on": "last", "selection_fraction": 0.0,
+        "optimiser": {"lr": 1e-3, "warmup_start": 1e-4, "warmup_steps": 1, "patience": 1,
+                      "plateau_lrs": []},
+    }  # fmt: skip
+
+
+def test_scene_of_groups_patches_tiles_and_georeferenced_chips(tmp_path: Path) -> None:
+    dataset(tmp_path / "d", ["forest_12_0", "forest_12_1", "lone"])
+    samples = {s.id: s for s in open_dataset("training", tmp_path / "d", "train", {})}
+    assert scene_of(samples["forest_12_0"]) == scene_of(samples["forest_12_1"]) == "scene:forest_12"
+    assert scene_of(samples["lone"]) == "sample:lone"
+    # On Cloud N chips: the 100 km square of their label's centre (one Sentinel-2 tile)
+    root = tmp_path / "ocn"
+    for chip, x0 in (("aaaa", 500000), ("aaab", 510000), ("aaac", 610000)):
+        for b in ("B02", "B03", "B04", "B08"):
+            tif(root / "features" / chip / f"{b}.tif", np.full((8, 8), 500, np.uint16))
+        label = tif(root / "labels" / f"{chip}.tif", np.zeros((8, 8), np.uint8))
+        import rasterio
+        from rasterio.transform import from_origin
+
+        with rasterio.open(label, "r+") as ds:
+            ds.transform = from_origin(x0, 4_050_000, 10, 10)
+    chips = {s.id: scene_of(s) for s in open_dataset("oncloudn", root, None, {})}
+    assert chips["aaaa"] == chips["aaab"] != chips["aaac"]
+    assert chips["aaaa"].startswith("tile:EPSG:32633:")
+
+
+def test_folds_keep_scenes_together_and_score_every_sample_once(tmp_path: Path) -> None:
+    cfg = parse_config(recipe(tmp_path), "recipe.yaml")
+    samples = all_samples(cfg)
+    assert {n: len(g) for n, g in samples.items()} == {"a": 10, "b": 6}
+    folds = make_folds(samples, k=3, lodo=True)
+    assert [f.name for f in folds] == ["fold1", "fold2", "fold3", "without-a", "without-b"]
+    kfold = folds[:3]
+    for name, group in samples.items():
+        tested = [s.id for f in kfold for s in f.test.get(name, [])]
+        assert sorted(tested) == sorted(s.id for s in group)  # each sample once
+        for f in kfold:
+            test = {s.id for s in f.test.get(name, [])}
+            train = {s.id for s in f.train[name]}
+            assert not test & train and test | train == {s.id for s in group}
+            scenes_in = {scene_of(s) for s in f.test.get(name, [])}
+            assert not scenes_in & {scene_of(s) for s in f.train[name]}  # no scene straddles
+    # the four forest scenes (4, 3, 2, 1 patches) spread by size: 4 | 3 | 2 + 1
+    where = assign_folds(samples, 3)
+    assert sorted(np.bincount(list(where["a"].values()), minlength=3)) == [1, 1, 2]
+    assert where == assign_folds(all_samples(cfg), 3)  # deterministic
+    assert folds[3].test == {"a": samples["a"]} and folds[3].train["a"] == []
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        assign_folds(samples, 1)
+
+
+def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
+    raw = recipe(tmp_path)
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    out = tmp_path / "cv"
+    result = cross_validate(config, out, k=2, lodo=True, perturbations=["gain0.8", "no_swir"])
+    plan = json.loads((out / "folds.json").read_text())
+    assert [f["name"] for f in plan] == ["fold1", "fold2", "without-a", "without-b"]
+    assert plan[2]["train_samples"] == {"a": 0, "b": 6}
+    summary = result.summary["folds"]
+    assert set(summary) == {"model", "brightness>0.3"}
+    assert set(summary["model"]) == {"clean", "gain0.8", "no_swir"}
+    pixels = summary["model"]["clean"]["a"]["pixels"]
+    assert pixels == 10 * 32 * 32  # every sample of `a` scored once over the folds
+    # bright = cloud here: the brightness rule is right, which its score must say
+    assert summary["brightness>0.3"]["clean"]["a"]["pooled"]["cloud_f1"] > 0.95
+    mean = summary["model"]["clean"]["mean of datasets"]
+    assert mean["folds"]["cloud_f1"]["n"] == 2
+    lodo = result.summary["lodo"]["model"]["clean"]
+    assert set(lodo) == {"a", "b", "mean of datasets"} and lodo["b"]["pixels"] == 6 * 32 * 32
+    assert json.loads((out / "crossval.json").read_text())["summary"] == json.loads(
+        json.dumps(result.summary)
+    )
+    # a rerun trains nothing again and scores the same
+    stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")}
+    again = cross_validate(config, out, k=2, lodo=True, perturbations=["gain0.8", "no_swir"])
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")} == stamp
+    assert json.dumps(again.summary) == json.dumps(result.summary)
+
+
+def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(recipe(tmp_path)), encoding="utf-8")
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2",
+                                   "--out", str(tmp_path / "cv"), "--cv-perturb", "gain1.2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "mean of datasets" in res.output and "gain1.2" in res.output
+    bad = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2",
+                                   "--out", str(tmp_path / "cv2"), "--cv-perturb", "gain9"])  # fmt: skip
+    assert bad.exit_code != 0 and "unknown perturbation 'gain9'" in bad.output
+    assert not (tmp_path / "cv2").exists()  # refused before anything is written
