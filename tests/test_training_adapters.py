@@ -41,7 +41,7 @@ def test_biome_patches(tmp_path: Path) -> None:
     root = make_biome_patches(tmp_path / "biome")
     train = open_dataset("biome-patches", root, "train")
     assert [s.id for s in train] == ["Forest_01", "Water_02"]  # masks without an image skipped
-    assert names(train[0]) == ["B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10"]
+    assert names(train[0]) == ["B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10"]
     x, label = train[0].read((0, 0, 16, 16), [0, 7])
     assert x.shape == (2, 16, 16) and np.allclose(x[1], 280.0)
     bits = load_scheme(train[0].scheme).bits(label)
@@ -295,6 +295,33 @@ def test_real_biome_patches_and_oncloudn(shared_data: Path) -> None:
     assert len(chips) == 32
     x, label = chips[0].read()
     assert x.shape == (4, 512, 512) and set(np.unique(label)) <= {0, 1}
+
+
+@pytest.mark.realdata
+def test_real_biome_patch_bands_are_named_by_what_they_measure(shared_data: Path) -> None:
+    # The catalogue lists the patches' first three bands as red, green, blue; the pixels say
+    # blue, green, red: over clear open water the top-of-atmosphere blue (Rayleigh) is ~3x the
+    # red, and over arid shrubland and barren ground the red is the brighter.
+    from conftest import require
+
+    root = require(shared_data / "labelled/landsat8-biome-patches")
+    samples = open_dataset("biome-patches", root, "train") + open_dataset("biome-patches", root, "val")
+    named = [b.name for b in samples[0].bands]
+    blue, red, nir, cirrus = (named.index(n) for n in ("B2", "B4", "B5", "B9"))
+    water_scenes = 0
+    for s in samples:
+        x, label = s.read()
+        water = (label == 128) & (x[nir] < 0.05)
+        if water.sum() >= 1000:
+            water_scenes += 1
+            assert np.median(x[blue][water] / x[red][water]) > 1.8, s.id
+            assert np.median(x[cirrus][water]) < 0.02, s.id  # a clear sky's cirrus band is dark
+        assert 200 < np.nanmean(x[named.index("B10")]) < 330, s.id
+    assert water_scenes >= 5
+    arid = [s for s in samples if s.id.startswith(("Shrubland_01", "Barren_05"))]
+    for s in arid:
+        x, label = s.read()
+        assert np.median(x[red][label == 128]) > np.median(x[blue][label == 128]), s.id
 
 
 @pytest.mark.realdata

@@ -30,7 +30,9 @@ from cloudmask_cli.training.adapters.common import (
 )
 from cloudmask_cli.training.sample import Box
 
-BIOME_PATCH_BANDS = ("B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10")
+# blue, green, red first, whatever the catalogue says (red, green, blue): over clear water the
+# first band is ~3x the third, as TOA blue is to red (tests/test_training_adapters.py)
+BIOME_PATCH_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10")
 ONCLOUDN_BANDS = ("B02", "B03", "B04", "B08")
 # Sen1Floods11 S2Hand band order (the files' band descriptions say the same; read when present)
 S1F11_S2 = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
