@@ -15,10 +15,12 @@ from cloudmask_cli.cli import app
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.config import parse_config
 from cloudmask_cli.training.crossval import (
+    CrossValidation,
     all_samples,
     assign_folds,
     cross_validate,
     make_folds,
+    max_shift,
     scene_of,
 )
 from cloudmask_cli.training.sample import write_sample
@@ -123,9 +125,13 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
     assert mean["folds"]["cloud_f1"]["n"] == 2
     lodo = result.summary["lodo"]["model"]["clean"]
     assert set(lodo) == {"a", "b", "mean of datasets"} and lodo["b"]["pixels"] == 6 * 32 * 32
-    assert json.loads((out / "crossval.json").read_text())["summary"] == json.loads(
-        json.dumps(result.summary)
-    )
+    loaded = CrossValidation.load(out / "crossval.json")
+    assert loaded.summary == json.loads(json.dumps(result.summary))
+    shift = max_shift(loaded)  # the gain 0.8 only was scored of the gains and offsets
+    gained = loaded.summary["folds"]["model"]["gain0.8"]
+    for d in ("a", "b"):
+        clean = loaded.summary["folds"]["model"]["clean"][d]["pooled"]["cloud_f1"]
+        assert shift[d] == pytest.approx(abs(gained[d]["pooled"]["cloud_f1"] - clean))
     # a rerun trains nothing again and scores the same
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")}
     again = cross_validate(config, out, k=2, lodo=True, perturbations=["gain0.8", "no_swir"])

@@ -305,7 +305,9 @@ def test_real_biome_patch_bands_are_named_by_what_they_measure(shared_data: Path
     from conftest import require
 
     root = require(shared_data / "labelled/landsat8-biome-patches")
-    samples = open_dataset("biome-patches", root, "train") + open_dataset("biome-patches", root, "val")
+    samples = open_dataset("biome-patches", root, "train") + open_dataset(
+        "biome-patches", root, "val"
+    )
     named = [b.name for b in samples[0].bands]
     blue, red, nir, cirrus = (named.index(n) for n in ("B2", "B4", "B5", "B9"))
     water_scenes = 0

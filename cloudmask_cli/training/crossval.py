@@ -360,6 +360,12 @@ class CrossValidation:
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "folds": self.folds, "summary": self.summary}
 
+    @classmethod
+    def load(cls, path: str | Path) -> CrossValidation:
+        """A ``crossval.json`` as `cross_validate` wrote it."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(d["config"], d["folds"], d["summary"])
+
 
 def cross_validate(
     config: str | Path,
@@ -437,6 +443,24 @@ def table(result: CrossValidation, part: str = "folds", condition: str = CLEAN) 
     return rows
 
 
+def max_shift(
+    result: CrossValidation,
+    predictor: str = "model",
+    conditions: Sequence[str] = ("gain0.8", "gain1.2", "offset-0.02", "offset+0.02"),
+    part: str = "folds",
+) -> dict[str, float | None]:
+    """Per dataset, the largest change of pooled cloud F1 from clean under ``conditions``
+    (the issue's robustness target: at most 0.05 under any gain or offset)."""
+    conds = result.summary.get(part, {}).get(predictor, {})
+    out: dict[str, float | None] = {}
+    for d, fig in conds.get(CLEAN, {}).items():
+        base = fig["pooled"].get("cloud_f1")
+        shifts = [abs(v - base) for c in conditions if c in conds
+                  if base is not None and (v := conds[c].get(d, {}).get("pooled", {}).get("cloud_f1")) is not None]  # fmt: skip
+        out[d] = max(shifts) if shifts else None
+    return out
+
+
 def robustness_rows(
     result: CrossValidation, predictor: str = "model", part: str = "folds"
 ) -> list[list[str]]:
@@ -464,6 +488,7 @@ __all__ = [
     "assign_folds",
     "cross_validate",
     "make_folds",
+    "max_shift",
     "scene_of",
     "summarise",
 ]

@@ -1,0 +1,57 @@
+"""Recipes side by side from their cross-validation folders (``crossval.json``), as markdown.
+
+    python benchmarks/quality/compare.py runs/cv-a runs/cv-b [--part folds|lodo]
+
+Per recipe and dataset: the pooled cloud F1 and invalid F1 with their mean ± spread over the
+folds, per-class recall/precision on decided pixels, and the largest cloud F1 shift under a gain
+or offset; then the peers and the baseline from the first folder that scored them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cloudmask_cli.training.crossval import (
+    CLEAN,
+    CrossValidation,
+    max_shift,
+    robustness_rows,
+    table,
+)
+
+HEAD = "| recipe | predictor | set | cloud F1 (folds) | invalid F1 (folds) | water R/P | snow R/P | shadow R/P |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--part", default="folds", choices=("folds", "lodo"))
+    args = ap.parse_args()
+    results = {f.name: CrossValidation.load(f / "crossval.json") for f in args.folders}
+    print(HEAD)
+    print("|" + "---|" * 8)
+    peers_done = set()
+    for name, res in results.items():
+        for row in table(res, args.part, CLEAN):
+            if row[0] != "model":
+                if row[0] in peers_done:
+                    continue
+            print(f"| {name} | " + " | ".join(row) + " |")
+        peers_done |= {p for p in res.summary.get(args.part, {}) if p != "model"}
+    print()
+    print("| recipe | set | largest cloud F1 shift under gain 0.8/1.2, offset ±0.02 |")
+    print("|---|---|---|")
+    for name, res in results.items():
+        for d, v in max_shift(res, part=args.part).items():
+            print(f"| {name} | {d} | {'-' if v is None else f'{100 * v:.1f}'} |")
+    print()
+    print("| recipe | perturbation | set | cloud F1 | change |")
+    print("|---|---|---|---|---|")
+    for name, res in results.items():
+        for row in robustness_rows(res, part=args.part):
+            print(f"| {name} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
