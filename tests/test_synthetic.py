@@ -10,6 +10,7 @@ from conftest import DATA, require
 
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.sensors import Band, get_sensor
+from cloudmask_cli.training.adapters.local import BIOME_PATCH_BANDS
 from cloudmask_cli.training.synthetic import (
     SHADOW_ALPHA,
     THICK_ALPHA,
@@ -398,7 +399,7 @@ def test_augmentation_from_config() -> None:
 # --- real data ----------------------------------------------------------------------------------
 
 BIOME = DATA / "labelled" / "landsat8-biome-patches" / "train"
-BIOME_BANDS = ("B4", "B3", "B2", "B5", "B6", "B7", "B9", "B10")
+BIOME_BANDS = BIOME_PATCH_BANDS  # the patches' band order, as the adapter reads them
 
 
 def _biome_labels(mask: np.ndarray) -> np.ndarray:
