@@ -150,3 +150,19 @@ def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:
                                    "--out", str(tmp_path / "cv2"), "--cv-perturb", "gain9"])  # fmt: skip
     assert bad.exit_code != 0 and "unknown perturbation 'gain9'" in bad.output
     assert not (tmp_path / "cv2").exists()  # refused before anything is written
+
+
+def test_rules_narrow_training_labels_never_the_scored_ones(tmp_path: Path) -> None:
+    # a rule-made water label scored as truth would score the rule, not the model
+    from cloudmask_cli.training.loop import load_splits
+    from cloudmask_cli.training.rules import RuledSample
+
+    raw = recipe(tmp_path)
+    raw["datasets"][0]["rules"] = ["water"]
+    cfg = parse_config(raw, "recipe.yaml")
+    samples = all_samples(cfg)
+    assert not any(isinstance(s, RuledSample) for g in samples.values() for s in g)
+    train, val, _ = load_splits(cfg)
+    assert all(isinstance(s, RuledSample) for s in train[0]) and train[0]
+    assert val[0][1] and not any(isinstance(s, RuledSample) for s in val[0][1])
+    assert [s.id for s in cfg.datasets[0].narrow(samples["a"])] == [s.id for s in samples["a"]]

@@ -18,6 +18,7 @@ from cloudmask_cli.errors import InputError
 from cloudmask_cli.training.augment import Augmentation, BandSampling
 from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
 from cloudmask_cli.training.rules import RULES, RuledSample
+from cloudmask_cli.training.teacher import TaughtSample, Teacher
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,46 @@ class DatasetSpec:
     # label rules (`cloudmask_cli.training.rules.RULES`: water, snow) narrowing each sample's
     # partial labels where a published spectral test decides, e.g. clear -> water on a lake
     rules: tuple[str, ...] = ()
+    # a peer model narrowing partial labels where it is confident and trusted
+    # (`cloudmask_cli.training.teacher.Teacher`'s keys: peer, threshold, trust, over_cloud)
+    teacher: dict[str, Any] | None = None
 
-    def prepare(self, samples: list[Any]) -> list[Any]:
+    def prepare(self, samples: list[Any], narrow: bool = True) -> list[Any]:
         """``samples`` without the excluded ones; with ``shadow_needs_cloud``, the cloud-free
         ones (their whole label read once) as copies read in their scheme's cloud-free form;
-        with ``rules``, lastly, each wrapped in a `RuledSample` (on the cloud-free form)."""
+        then, unless ``narrow`` is false, `narrow`. Evaluation reads ``narrow=False``: a
+        figure scores what the real labels say, not what the rules and teacher made of them."""
         kept = [s for s in samples if s.id not in self.exclude]
         if self.shadow_needs_cloud:
             kept = [_cloud_free(s) if _holds_no_cloud(s) else s for s in kept]
+        return self.narrow(kept) if narrow else kept
+
+    def narrow(self, samples: list[Any]) -> list[Any]:
+        """With ``rules``, each sample wrapped in a `RuledSample`; with ``teacher``, lastly, in
+        a `TaughtSample` (so a set a rule decided stays as it is; a sample the peer cannot run
+        on is an `InputError` here). Training labels only."""
+        kept = list(samples)
         if self.rules:
             kept = [RuledSample(s, tuple(self.rules)) for s in kept]
+        if self.teacher is not None:
+            teacher = Teacher.from_config(self.teacher)
+            kept = [TaughtSample(s, teacher, self.name or self.path) for s in kept]
         return kept
+
+
+def _teacher(raw: Any, where: str, path: str) -> dict[str, Any]:
+    """A dataset's validated ``teacher`` (as a plain mapping); its peer must be installed."""
+    from cloudmask_cli.training.peers import PeerUnavailable, peer_predictor
+
+    try:
+        teacher = Teacher.from_config(raw)
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"{where}: {exc}") from None
+    try:  # builds nothing heavy: the model loads on first use
+        peer_predictor(teacher.peer, soft=True)
+    except PeerUnavailable as exc:
+        raise InputError(path, f"{where}: {exc.problem}") from None
+    return teacher.to_dict()
 
 
 def _holds_no_cloud(sample: Any) -> bool:
@@ -178,6 +208,8 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
                 path, f"datasets[{i}].rules: unknown rule(s) {unknown} (known: {', '.join(RULES)})"
             )
         spec = replace(spec, rules=tuple(rules))
+        if spec.teacher is not None:
+            spec = replace(spec, teacher=_teacher(spec.teacher, f"datasets[{i}].teacher", path))
         p = Path(spec.path).expanduser()
         if base is not None and not p.is_absolute():
             p = base / p

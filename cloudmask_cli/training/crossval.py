@@ -57,7 +57,9 @@ class Fold:
 
 def all_samples(cfg: TrainConfig) -> dict[str, list[RawSample]]:
     """Every sample of every dataset of ``cfg`` (its train and val splits), prepared as in
-    training (`DatasetSpec.prepare`: exclusions, cloud-free reading, rules)."""
+    training (`DatasetSpec.prepare`: exclusions, cloud-free reading) but with their real labels:
+    a fold's training samples are narrowed (rules, teacher) in `run_fold`, its test samples
+    never."""
     out = {}
     for spec in cfg.datasets:
         seen: dict[str, RawSample] = {}
@@ -69,7 +71,7 @@ def all_samples(cfg: TrainConfig) -> dict[str, list[RawSample]]:
         unknown = sorted(set(spec.exclude) - set(seen))
         if unknown:
             raise InputError(spec.path, f"exclude names sample(s) not in {spec.name}: {unknown}")
-        out[spec.name] = spec.prepare(list(seen.values()))
+        out[spec.name] = spec.prepare(list(seen.values()), narrow=False)
     return out
 
 
@@ -226,7 +228,7 @@ def run_fold(
     weights = folder / "best.safetensors"
     fcfg = fold_config(cfg, fold, folder)
     if not weights.is_file():
-        found = [fold.train[d.name] for d in fcfg.datasets]
+        found = [d.narrow(fold.train[d.name]) for d in fcfg.datasets]
         splits = split_prepared(fcfg, found, [None] * len(found))
         train(fcfg, out=folder, splits=splits)
     if not weights.is_file():

@@ -83,7 +83,8 @@ def load_eval_sets(
                         (
                             spec.name,
                             spec.prepare(
-                                open_dataset(spec.kind, spec.path, split or spec.val, spec.options)
+                                open_dataset(spec.kind, spec.path, split or spec.val, spec.options),
+                                narrow=False,  # the real labels: rules and teacher train only
                             ),
                         )
                     )

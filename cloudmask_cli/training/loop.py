@@ -184,7 +184,8 @@ def load_splits(cfg: TrainConfig) -> Splits:
         if unknown:
             raise InputError(spec.path, f"exclude names sample(s) not in {spec.name}: {unknown}")
         found.append(spec.prepare(train))
-        held.append(spec.prepare(val) if spec.val is not None else None)
+        # validation scores the real labels, as evaluation does (no rules, no teacher)
+        held.append(spec.prepare(val, narrow=False) if spec.val is not None else None)
     return split_prepared(cfg, found, held)
 
 
