@@ -124,11 +124,22 @@ def _filled(x: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(np.nan_to_num(x[list(idx)], nan=0.0).transpose(1, 2, 0), np.float32)
 
 
+def ukis_band_indexes(bands: Sequence[Band]) -> list[int]:
+    """Rows of ``bands`` ukis-csmask reads, in its models' band order: its 6-band model's or,
+    without SWIR, as `ukis_csmask.mask.CSmask` chooses, its 4-band model's (blue, green, red,
+    NIR); `PeerUnavailable` naming the missing bands when even those are not all there."""
+    try:
+        return match_bands(bands, UKIS_BANDS, "ukis-csmask")
+    except PeerUnavailable:
+        return match_bands(bands, UKIS_BANDS[:4], "ukis-csmask")
+
+
 def ukis_csmask(
     product_level: str = "l1c",
     threads: int = 1,
     batch_size: int = 4,
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    soft: bool = False,
 ) -> Predictor:
     """ukis-csmask: clear -> land, cloud -> thick_cloud, shadow -> cloud_shadow.
 
@@ -136,7 +147,9 @@ def ukis_csmask(
     cannot tell, so the name picks it. Runs `ukis_csmask.mask.CSmask`'s steps (its model,
     band statistics, 256-pixel tiles at 0.2 overlap with smooth blending, argmax) on one cached
     onnxruntime session per model, rather than CSmask itself, which loads the 40 MB model for
-    every window. ``threads``: onnxruntime's intra-op threads (inter-op: 1)."""
+    every window. ``threads``: onnxruntime's intra-op threads (inter-op: 1). ``soft``: return
+    the blended softmax probabilities in those three rows instead of one-hot (a teacher needs
+    the model's confidence, `cloudmask_cli.training.teacher`)."""
     try:
         import onnxruntime as ort
         import ukis_csmask as pkg
@@ -164,10 +177,7 @@ def ukis_csmask(
         return models[n]
 
     def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
-        try:
-            idx = match_bands(bands, UKIS_BANDS, "ukis-csmask")
-        except PeerUnavailable:  # as CSmask: the 4-band model when SWIR is missing
-            idx = match_bands(bands, UKIS_BANDS[:4], "ukis-csmask")
+        idx = ukis_band_indexes(bands)
         session, meta = model(len(idx))
         mean, std = (np.asarray(v, np.float32) for v in meta["dataset_statistics"]["img"])
         img = (_filled(x, idx) - mean) / std  # UKIS_BANDS' order is the models' band_names
@@ -180,6 +190,13 @@ def ukis_csmask(
         ])  # fmt: skip
         prob = untile_array(np.moveaxis(prob, 1, -1), (*img.shape[:2], prob.shape[1]),
                             overlap=0.2, smooth_blending=True)  # fmt: skip
+        if soft:
+            # the tiles' Tukey weights sum to about 1, not exactly: renormalise
+            prob = prob / np.maximum(prob.sum(axis=2, keepdims=True), 1e-12)
+            out = np.zeros((len(CLASSES), *prob.shape[:2]), dtype=np.float32)
+            for code, cls in enumerate(classes):
+                out[CLASSES.index(cls)] = prob[..., code]
+            return out
         return _one_hot(np.argmax(prob, axis=2), classes)
 
     return predict
