@@ -166,3 +166,22 @@ def test_rules_narrow_training_labels_never_the_scored_ones(tmp_path: Path) -> N
     assert all(isinstance(s, RuledSample) for s in train[0]) and train[0]
     assert val[0][1] and not any(isinstance(s, RuledSample) for s in val[0][1])
     assert [s.id for s in cfg.datasets[0].narrow(samples["a"])] == [s.id for s in samples["a"]]
+
+
+def test_no_cloud_figure_where_no_label_says_cloud() -> None:
+    # Sen1Floods11's "not water" allows cloud: every cloud call on it would be a true positive
+    from cloudmask_cli.training.crossval import _figures
+    from cloudmask_cli.training.labels import bits_of
+    from cloudmask_cli.training.metrics import Scores
+
+    not_water = bits_of(("land", "snow", "thin_cloud", "thick_cloud", "cloud_shadow"))
+    water, thick = bits_of(("water",)), bits_of(("thick_cloud",))
+    s = Scores()
+    s.update_bits(
+        np.array([thick, thick, water], np.uint8), np.array([not_water, not_water, water], np.uint8)
+    )
+    fig = _figures(s)
+    assert fig["cloud_f1"] is None and fig["invalid_f1"] is None
+    assert fig["water_recall"] == 1.0 and fig["water_precision"] == 1.0
+    s.update_bits(np.array([thick], np.uint8), np.array([thick], np.uint8))
+    assert _figures(s)["cloud_f1"] == 1.0

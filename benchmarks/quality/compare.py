@@ -20,6 +20,7 @@ from cloudmask_cli.training.crossval import (
     table,
 )
 
+MEAN = "mean of datasets"
 HEAD = "| recipe | predictor | set | cloud F1 (folds) | invalid F1 (folds) | water R/P | snow R/P | shadow R/P |"
 
 
@@ -39,6 +40,24 @@ def main() -> None:
                     continue
             print(f"| {name} | " + " | ".join(row) + " |")
         peers_done |= {p for p in res.summary.get(args.part, {}) if p != "model"}
+    # recipes with other datasets: their own "mean of datasets" do not compare; these do
+    sets = [
+        set(r.summary.get(args.part, {}).get("model", {}).get(CLEAN, {})) - {MEAN}
+        for r in results.values()
+    ]
+    common = sorted(set.intersection(*sets)) if sets else []
+    print()
+    print(f"| recipe | predictor | mean over {', '.join(common)}: cloud F1 | invalid F1 |")
+    print("|---|---|---|---|")
+    for name, res in results.items():
+        for p, conds in res.summary.get(args.part, {}).items():
+            fig = conds.get(CLEAN, {})
+            cells = []
+            for key in ("cloud_f1", "invalid_f1"):
+                v = [fig[d]["pooled"].get(key) for d in common if d in fig]
+                v = [x for x in v if x is not None]
+                cells.append(f"{100 * sum(v) / len(v):.1f}" if len(v) == len(common) else "-")
+            print(f"| {name} | {p} | " + " | ".join(cells) + " |")
     print()
     print("| recipe | set | largest cloud F1 shift under gain 0.8/1.2, offset ±0.02 |")
     print("|---|---|---|")

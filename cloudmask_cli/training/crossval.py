@@ -284,11 +284,15 @@ def load_scores(folder: Path) -> dict[str, dict[str, dict[str, Scores]]]:
 
 # -- summary --------------------------------------------------------------------------------
 def _figures(s: Scores) -> dict[str, float | None]:
-    """Cloud and invalid F1 as `cloudmask evaluate` reports them; per class, recall and
-    precision on the 7-class mask over the pixels whose label decides that class (none: the
-    class is not reported)."""
-    out = {"cloud_f1": s.masks["cloud"].binary(CLOUD)["f1"],
-           "invalid_f1": s.masks["valid"].binary(INVALID)["f1"]}  # fmt: skip
+    """Cloud and invalid F1 as `cloudmask evaluate` reports them (None where no label decides
+    that a pixel is cloud, or invalid); per class, recall and precision on the 7-class mask
+    over the pixels whose label decides that class (none: the class is not reported)."""
+    out: dict[str, float | None] = {}
+    for key, style, group in (("cloud_f1", "cloud", CLOUD), ("invalid_f1", "valid", INVALID)):
+        # labels that never say "this is cloud" (Sen1Floods11's "not water" allows cloud) make a
+        # lenient F1 of any cloud call: no figure rather than a meaningless 99 %
+        sure = s.masks[style].binary(group, decided=True)
+        out[key] = s.masks[style].binary(group)["f1"] if sure["tp"] + sure["fn"] else None
     for c in CLASSES_REPORTED:
         m = s.masks["7class"].binary((c,), decided=True)
         if m["tp"] + m["fn"] > 0:
