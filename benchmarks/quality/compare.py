@@ -63,13 +63,15 @@ def main() -> None:
     print("|---|---|---|")
     for name, res in results.items():
         for d, v in max_shift(res, part=args.part).items():
-            print(f"| {name} | {d} | {'-' if v is None else f'{100 * v:.1f}'} |")
+            if v is not None:
+                print(f"| {name} | {d} | {'-' if v is None else f'{100 * v:.1f}'} |")
     print()
     print("| recipe | perturbation | set | cloud F1 | change |")
     print("|---|---|---|---|---|")
     for name, res in results.items():
         for row in robustness_rows(res, part=args.part):
-            print(f"| {name} | " + " | ".join(row) + " |")
+            if row[2] != "-":  # a set with no cloud figure (see crossval._figures)
+                print(f"| {name} | " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
