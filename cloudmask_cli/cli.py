@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
+WIDE = 150  # columns for the wide tables when the output is not a terminal
 err = Console(stderr=True)
 
 
@@ -536,14 +537,15 @@ def _cross_validate(
             t.add_column(col)
         for row in rows:
             t.add_row(*row)
-        out.print(t)
+        out.print(t, width=max(out.width, WIDE))  # not folded to 80 columns in a log file
     if perturb:
         r = Table(title="model under perturbed inputs: pooled cloud F1 % and change")
         for col in ("perturbation", "data", "cloud F1", "change"):
             r.add_column(col)
         for row in robustness_rows(result):
-            r.add_row(*row)
-        out.print(r)
+            if row[2] != "-":  # a set with no cloud figure
+                r.add_row(*row)
+        out.print(r, width=max(out.width, WIDE))
     out.print(f"{folder / 'crossval.json'}", highlight=False)
 
 
