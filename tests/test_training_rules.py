@@ -57,6 +57,25 @@ def test_water_narrows_clear_to_water_and_leaves_cloud_and_land_alone() -> None:
     assert labels[0, 0] == bits_of(CLEAR)  # not modified in place
 
 
+def test_vegetation_takes_water_and_snow_out_of_clear() -> None:
+    # vegetation in a shadow keeps its NDVI: shadow stays possible, water and snow do not
+    x = image(VEGETATION, VEGETATION, VEGETATION, VEGETATION, WATER, SHADOW_SOIL, SNOW)
+    labels = sets(CLEAR, ["water"], ["land", "thin_cloud"], ["land", "water"], CLEAR, CLEAR, CLEAR)
+    out = narrow(labels, x, BANDS, ["vegetation"])
+    assert as_classes(out) == [
+        {"land", "cloud_shadow"},
+        {"water"},  # a set without land: as it is
+        {"land", "thin_cloud"},  # a set allowing cloud: as it is
+        {"land"},
+        set(CLEAR),  # water, dark soil and snow: NDVI far below 0.4
+        set(CLEAR),
+        set(CLEAR),
+    ]
+    # after the water rule: a lake stays water, the field beside it is land or shadow
+    both = narrow(sets(CLEAR, CLEAR), image(WATER, VEGETATION), BANDS, ["water", "vegetation"])
+    assert as_classes(both) == [{"water"}, {"land", "cloud_shadow"}]
+
+
 def test_snow_narrows_clear_to_snow_only_when_cold_and_clear_in_the_cirrus_band() -> None:
     warm, cirrus = list(SNOW), list(SNOW)
     warm[6], cirrus[5] = 290.0, 0.1  # 17 degC; bright at 1375 nm: high ice cloud

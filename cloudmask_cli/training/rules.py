@@ -30,6 +30,7 @@ from cloudmask_cli.training.labels import (
     CLOUD_BITS,
     CLOUD_FREE,
     NO_DATA_BITS,
+    bits_of,
     load_scheme,
 )
 from cloudmask_cli.training.sample import Box, RawSample
@@ -130,27 +131,59 @@ def snow(image: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
     return out
 
 
+VEGETATION_NDVI = 0.4
+
+
+def vegetation(image: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
+    """Green vegetation: NDVI = (NIR - red) / (NIR + red) > 0.4 (Tucker 1979, Remote Sens.
+    Environ. 8:127-150; 0.4 is well above open water, snow and bare soil, < 0.1, < 0.1 and
+    ~0.1-0.3, and Fmask's water test's 0.1). Vegetation in a cloud shadow keeps its NDVI, so the
+    rule does not decide shadow: it takes water and snow out of a clear set (land or shadow
+    left). Without red or NIR: nothing."""
+    h, w = image.shape[1:]
+    got = _bands(image, bands, "red", "nir")
+    if got is None:
+        return np.zeros((h, w), bool)
+    red, nir = got
+    return _nd(nir, red) > VEGETATION_NDVI
+
+
 @dataclass(frozen=True)
 class Rule:
     test: Callable[[np.ndarray, Sequence[Band]], np.ndarray]
-    cls: str  # the class a passing pixel becomes
+    cls: str  # the class a passing pixel must allow (and, by default, becomes)
+    # the classes a passing pixel's set is cut down to (default: ``cls`` alone)
+    keep: tuple[str, ...] = ()
+
+    @property
+    def keep_bits(self) -> int:
+        return bits_of(self.keep or (self.cls,))
 
 
-RULES: dict[str, Rule] = {"water": Rule(water, "water"), "snow": Rule(snow, "snow")}
+RULES: dict[str, Rule] = {
+    "water": Rule(water, "water"),
+    "snow": Rule(snow, "snow"),
+    # nothing in Biome's or On Cloud N's clear decides land: with water decided on lakes alone,
+    # a model called clear land water (benchmarks/quality/README.md, recipe B)
+    "vegetation": Rule(vegetation, "land", ("land", "cloud_shadow")),
+}
 
 
 def narrow(
     bits: np.ndarray, image: np.ndarray, bands: Sequence[Band], rules: Sequence[str]
 ) -> np.ndarray:
     """``bits`` (7-bit sets ``[h, w]``) narrowed by ``rules`` on ``image`` (all of the sample's
-    ``bands``, physical): a passing pixel whose set allows the rule's class and no cloud
-    becomes that class alone; every other pixel keeps its set."""
+    ``bands``, physical): a passing pixel whose set allows the rule's class and no cloud is cut
+    down to the rule's ``keep`` classes (by default that class alone); every other pixel keeps
+    its set."""
     out = bits.copy()
     for name in rules:
-        cls = BIT[RULES[name].cls]
-        open_ = ((out & cls) != 0) & ((out & CLOUD_BITS) == 0) & (out != cls)
+        rule = RULES[name]
+        cls, keep = BIT[rule.cls], np.uint8(rule.keep_bits)
+        open_ = ((out & cls) != 0) & ((out & CLOUD_BITS) == 0) & ((out & ~keep) != 0)
         if open_.any():
-            out[open_ & RULES[name].test(image, bands)] = cls
+            hit = open_ & rule.test(image, bands)
+            out[hit] &= keep
     return out
 
 
