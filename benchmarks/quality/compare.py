@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from types import SimpleNamespace
 
 from cloudmask_cli.training.crossval import (
     CLEAN,
     CrossValidation,
+    load_scores,
     max_shift,
     robustness_rows,
+    summarise,
     table,
 )
 
@@ -28,8 +31,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--part", default="folds", choices=("folds", "lodo"))
+    ap.add_argument(
+        "--only",
+        help="comma-separated fold names: re-summarise these folds' scores in every folder "
+        "(recipes compared on the same folds while a run is unfinished)",
+    )
     args = ap.parse_args()
-    results = {f.name: CrossValidation.load(f / "crossval.json") for f in args.folders}
+    if args.only:
+        names = args.only.split(",")
+        results = {}
+        for f in args.folders:
+            scores = {n: load_scores(f / n) for n in names}
+            folds = [SimpleNamespace(name=n) for n in names]
+            results[f.name] = CrossValidation(str(f), [], {args.part: summarise(folds, scores)})
+    else:
+        results = {f.name: CrossValidation.load(f / "crossval.json") for f in args.folders}
     print(HEAD)
     print("|" + "---|" * 8)
     peers_done = set()
