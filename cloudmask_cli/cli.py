@@ -479,8 +479,8 @@ def evaluate(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Score a model or masks against reference labels: the paper's pixel-wise metrics."""
-    import yaml
 
+    from cloudmask_cli.training.adapters import parse_options
     from cloudmask_cli.training.evaluate import evaluate as run_evaluation
     from cloudmask_cli.training.evaluate import tables, write_json
 
@@ -489,12 +489,10 @@ def evaluate(
         return
     if weights is not None and mask is not None:
         _fail(InputError(mask, "give --weights or --mask, not both"))
-    options = {}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            _fail(InputError(None, f"--option {item!r}: expected key=value"))
-        options[key] = yaml.safe_load(value)
+    try:
+        options = parse_options(option)
+    except InputError as exc:
+        _fail(exc)
     try:
         report = run_evaluation(
             data, weights=weights, mask=mask, kind=kind, split=split, options=options, bands=bands,

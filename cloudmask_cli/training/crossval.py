@@ -178,6 +178,7 @@ def score_fold(
     """{predictor: {condition: {dataset: {mask style: confusion counts}}}} on ``fold.test``;
     each predictor with the perturbations it is scored under (besides the clean inputs)."""
     from cloudmask_cli.training.evaluate import score_sets
+    from cloudmask_cli.training.peers import PeerUnavailable
 
     sets = list(fold.test.items())
     out: dict[str, Any] = {}
@@ -189,9 +190,7 @@ def score_fold(
                 try:
                     per_set, _ = score_sets([(set_name, samples)], predict, window=window,
                                             perturbation=None if cond == CLEAN else cond)  # fmt: skip
-                except InputError as exc:
-                    if name == "model" or "brightness" in name:
-                        raise
+                except PeerUnavailable as exc:
                     # a peer that cannot run on this dataset's bands: n/a there
                     notice = f"{fold.name}: {name} n/a on {set_name}: {exc}"
                     print(notice, flush=True)

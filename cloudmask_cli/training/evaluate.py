@@ -260,27 +260,40 @@ def score_sets(
         perturb = get_perturbation(perturbation) if perturbation else None
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
+
+    def score(sample: RawSample, scores: Scores) -> None:
+        idx = select_bands(sample.bands, bands, sample.id)
+        x, label = sample.read(None, idx)
+        ref = load_scheme(sample.scheme).bits(label, sample.id)
+        # no data where the unperturbed input has none: a perturbation scores the same pixels
+        has_data = np.isfinite(x).any(axis=0)
+        ref[~has_data] = NO_DATA_BITS
+        if perturb is not None:
+            x, kept = perturb(x, [sample.bands[i] for i in idx], sample.id)
+            idx = [idx[k] for k in kept]
+        desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
+        fed = [sample.bands[i] for i in idx]
+        for r, c, h, w in tiles(ref.shape, window):
+            part = (slice(r, r + h), slice(c, c + w))
+            probs = predict(x[:, part[0], part[1]], desc, fed)
+            # as in `cloudmask run`: no valid input is no data, whatever the model says
+            scores.update_probs(probs, ref[part], has_data[part])
+
+    return _score_each(sets, score, progress)
+
+
+def _score_each(
+    sets: Sequence[tuple[str, Sequence[RawSample]]],
+    score: Callable[[RawSample, Scores], None],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[dict[str, Scores], Scores]:
+    """``score(sample, scores)`` on every sample: the scores per set and over all of them."""
     total, done = sum(len(s) for _, s in sets), 0
     overall, per_set = Scores(), {}
     for name, samples in sets:
         scores = Scores()
         for sample in samples:
-            idx = select_bands(sample.bands, bands, sample.id)
-            x, label = sample.read(None, idx)
-            ref = load_scheme(sample.scheme).bits(label, sample.id)
-            # no data where the unperturbed input has none: a perturbation scores the same pixels
-            has_data = np.isfinite(x).any(axis=0)
-            ref[~has_data] = NO_DATA_BITS
-            if perturb is not None:
-                x, kept = perturb(x, [sample.bands[i] for i in idx], sample.id)
-                idx = [idx[k] for k in kept]
-            desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
-            fed = [sample.bands[i] for i in idx]
-            for r, c, h, w in tiles(ref.shape, window):
-                part = (slice(r, r + h), slice(c, c + w))
-                probs = predict(x[:, part[0], part[1]], desc, fed)
-                # as in `cloudmask run`: no valid input is no data, whatever the model says
-                scores.update_probs(probs, ref[part], has_data[part])
+            score(sample, scores)
             done += 1
             if progress:
                 progress(done, total)
@@ -297,24 +310,19 @@ def _score_masks(
     progress: Callable[[int, int], None] | None,
 ) -> tuple[dict[str, Scores], Scores]:
     """Scores of existing mask rasters (one per sample) against the samples' labels."""
-    total, done = sum(len(s) for _, s in sets), 0
-    overall, per_set = Scores(), {}
-    for name, samples in sets:
-        scores = Scores()
-        for sample in samples:
-            x, label = sample.read(None, select_bands(sample.bands, bands, sample.id))
-            ref = load_scheme(sample.scheme).bits(label, sample.id)
-            ref[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
-            pred, style = _mask_bits(_mask_for(mask, sample, total == 1), style)
-            if pred.shape != ref.shape:
-                raise InputError(mask, f"mask {pred.shape} and labels {ref.shape} differ in size")
-            scores.update_bits(pred, ref)
-            done += 1
-            if progress:
-                progress(done, total)
-        per_set[name] = scores
-        overall.merge(scores)
-    return per_set, overall
+    single = sum(len(s) for _, s in sets) == 1
+
+    def score(sample: RawSample, scores: Scores) -> None:
+        nonlocal style  # read off the first mask when not given: it holds for the others
+        x, label = sample.read(None, select_bands(sample.bands, bands, sample.id))
+        ref = load_scheme(sample.scheme).bits(label, sample.id)
+        ref[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
+        pred, style = _mask_bits(_mask_for(mask, sample, single), style)
+        if pred.shape != ref.shape:
+            raise InputError(mask, f"mask {pred.shape} and labels {ref.shape} differ in size")
+        scores.update_bits(pred, ref)
+
+    return _score_each(sets, score, progress)
 
 
 def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> None:

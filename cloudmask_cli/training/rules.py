@@ -288,19 +288,14 @@ def _reordered(sample: Any, names: Sequence[str]) -> Any:
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
-    import yaml
-
     from cloudmask_cli.errors import InputError
-    from cloudmask_cli.training.adapters import open_dataset
+    from cloudmask_cli.training.adapters import add_dataset_arguments, open_dataset, parse_options
 
     p = argparse.ArgumentParser(
         prog="python -m cloudmask_cli.training.rules",
         description="Share of each label code's pixels passing each label rule.",
     )
-    p.add_argument("data", help="a dataset folder (with --kind) or a training config YAML")
-    p.add_argument("--kind", default="training")
-    p.add_argument("--split", default=None, help="default: every split")
-    p.add_argument("--option", action="append", default=[], help="adapter option key=value")
+    add_dataset_arguments(p, "a dataset folder (with --kind) or a training config YAML")
     p.add_argument("--rules", default=",".join(RULES))
     p.add_argument("--bands", default="", help="comma-separated band names the rules may use")
     p.add_argument("--by-prefix", action="store_true", help="also per sample-id prefix (to _)")
@@ -313,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rules = [r for r in args.rules.split(",") if r]
     keep = [b for b in args.bands.split(",") if b]
-    options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.option)}
     try:
+        options = parse_options(args.option)
         unknown = [r for r in rules if r not in RULES]
         if unknown:
             raise InputError(None, f"unknown rule(s) {unknown} (known: {', '.join(RULES)})")

@@ -307,24 +307,19 @@ def report(title: str, counts: Counts, teacher: Teacher) -> None:
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
-    import yaml
-
-    from cloudmask_cli.training.adapters import open_dataset
+    from cloudmask_cli.training.adapters import add_dataset_arguments, open_dataset, parse_options
 
     p = argparse.ArgumentParser(
         prog="python -m cloudmask_cli.training.teacher",
         description="Share of each label code's pixels a teacher narrows, and its error rates.",
     )
-    p.add_argument("data", help="a dataset folder")
-    p.add_argument("--kind", default="training")
-    p.add_argument("--split", default=None, help="default: every split")
-    p.add_argument("--option", action="append", default=[], help="adapter option key=value")
+    add_dataset_arguments(p, "a dataset folder")
     p.add_argument("--peer", default=Teacher.peer)
     p.add_argument("--threshold", type=float, default=Teacher.threshold)
     p.add_argument("--trust", default=",".join(Teacher.trust))
     args = p.parse_args(argv)
-    options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.option)}
     try:
+        options = parse_options(args.option)
         trust = [t for t in args.trust.split(",") if t]
         teacher = Teacher.from_config(
             {"peer": args.peer, "threshold": args.threshold, "trust": trust}

@@ -109,4 +109,25 @@ def _sensor_name(sample: RawSample) -> str | None:
     return None
 
 
-__all__ = ["ADAPTERS", "convert", "open_dataset"]
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``--option key=value`` items as adapter options, each value read as YAML."""
+    import yaml
+
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(None, f"--option {item!r}: expected key=value")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def add_dataset_arguments(parser: Any, data_help: str = "a dataset folder") -> None:
+    """The arguments naming a dataset (DATA, --kind, --split, --option) for an argparse tool."""
+    parser.add_argument("data", help=data_help)
+    parser.add_argument("--kind", default="training")
+    parser.add_argument("--split", default=None, help="default: every split")
+    parser.add_argument("--option", action="append", default=[], help="adapter option key=value")
+
+
+__all__ = ["ADAPTERS", "add_dataset_arguments", "convert", "open_dataset", "parse_options"]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
-
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.training.adapters import ADAPTERS, convert
+from cloudmask_cli.training.adapters import ADAPTERS, convert, parse_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="tif", choices=["tif", "npz"])
     p.add_argument("--option", action="append", default=[], help="adapter option key=value")
     args = p.parse_args(argv)
-    options = {}
-    for item in args.option:
-        key, _, value = item.partition("=")
-        options[key] = yaml.safe_load(value)
     try:
+        options = parse_options(args.option)
         written = convert(args.kind, args.src, args.dst, args.split, options, fmt=args.format)
     except InputError as exc:
         print(f"cloudmask: error: {exc}", file=sys.stderr)
