@@ -277,6 +277,19 @@ def test_sample_without_valid_pixels_keeps_training_gradients_finite():
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "weighted"])
+def test_no_data_pixels_keep_training_gradients_finite(pooling):
+    """A no-data border in one crop (every band NaN on some pixels) gave NaN gradients with
+    weighted pooling (0 / tiny-clamped weight sum), and the loop skipped the whole batch."""
+    net = build_model(ModelConfig.tiny(sensei_pooling=pooling), seed=0).train()
+    x = _s2_values(2, 32, 32, n=4)
+    x[0, :, :, :10] = float("nan")
+    logits = net(x, S2[:4])
+    F.cross_entropy(logits, torch.zeros(2, 32, 32, dtype=torch.long)).backward()
+    bad = [n for n, p in net.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
+    assert not bad
+
+
 def test_deterministic_on_cpu(b0):
     x = torch.cat([_s2_values(2, 64, 96), _s1_dem_values(2, 64, 96)], dim=1)
     desc = torch.cat([S2, S1, DEM])

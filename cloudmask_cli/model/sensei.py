@@ -278,7 +278,9 @@ class SEnSeI(nn.Module):
                 g = self.gate(v).squeeze(-1).clamp(-GATE_RANGE, GATE_RANGE).exp()  # [B, N]
                 alpha = alpha * g[:, :, None]
                 count = torch.einsum("bnhw,bn->bhw", weight, g)[:, None]
-                count = count.clamp(min=torch.finfo(count.dtype).tiny)  # 0 only where total is
+                # 0 only where no band is valid (total is 0 there too); 1, not a tiny clamp,
+                # keeps d(total/count) finite: a tiny count gave NaN gradients on no-data pixels
+                count = torch.where(count > 0, count, torch.ones_like(count))
             else:
                 count = weight.sum(1, keepdim=True).clamp(min=1.0)  # valid bands (exact)
             if torch.compiler.is_compiling():

@@ -496,6 +496,7 @@ def train(
         v = validate(scored, scored_net, val_loaders, device, cfg, autocast, dist)
         log.write({"type": "val", "epoch": epoch - 1, "step": schedule.step, **v})
 
+    skipped = 0  # updates skipped for non-finite gradients in this process: logged, to be seen
     try:
         while epoch < cfg.epochs:
             sampler.set_epoch(epoch, start=step_in_epoch * cfg.batch_size)
@@ -527,6 +528,7 @@ def train(
                     opt.step()
                 else:
                     # one bad batch must not poison the weights with NaN: skip its update
+                    skipped += 1
                     notice(f"step {schedule.step}: non-finite gradients, update skipped")
                 if average is not None:
                     average.update(net)
@@ -538,7 +540,7 @@ def train(
                 if schedule.step % cfg.log_every == 0 or step_in_epoch == cfg.steps_per_epoch:
                     log.write({"type": "step", "epoch": epoch, "step": schedule.step, "lr": lr,
                                "loss": loss.item(), "cross_entropy": ce.item(), "recovery": rl.item(),
-                               "seconds": round(elapsed, 4)})  # fmt: skip
+                               "seconds": round(elapsed, 4), "skipped": skipped})  # fmt: skip
                 if bar is not None:
                     bar.update(
                         0,
