@@ -286,7 +286,9 @@ def test_no_data_pixels_keep_training_gradients_finite(pooling):
     x[0, :, :, :10] = float("nan")
     logits = net(x, S2[:4])
     F.cross_entropy(logits, torch.zeros(2, 32, 32, dtype=torch.long)).backward()
-    bad = [n for n, p in net.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
+    bad = [
+        n for n, p in net.named_parameters() if p.grad is not None and not p.grad.isfinite().all()
+    ]
     assert not bad
 
 
