@@ -153,6 +153,7 @@ class TrainConfig:
     optimiser: Optimiser = Optimiser()
     synthetic: dict[str, Any] | None = None  # SyntheticClouds settings; None: no synthetic clouds
     ground: dict[str, Any] | None = None  # BrightGround settings; None: no synthetic bright ground
+    surfaces: dict[str, Any] | None = None  # SnowAndWater settings; None: no synthetic snow/water
     path: str = ""  # the YAML it came from
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +256,13 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
             BrightGround.from_config(cfg.ground)
         except (TypeError, ValueError) as exc:
             raise InputError(path, f"ground: {exc}") from None
+    if cfg.surfaces is not None:
+        from cloudmask_cli.training.surfaces import SnowAndWater
+
+        try:
+            SnowAndWater.from_config(cfg.surfaces)
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, f"surfaces: {exc}") from None
     if not (isinstance(cfg.selection_fraction, (int, float)) and 0 <= cfg.selection_fraction < 1):
         raise InputError(
             path, f"selection_fraction must be in [0, 1), got {cfg.selection_fraction!r}"

@@ -31,6 +31,7 @@ from cloudmask_cli.training.labels import (
     possible_from_bits,
 )
 from cloudmask_cli.training.sample import Box, RawSample
+from cloudmask_cli.training.surfaces import SnowAndWater
 from cloudmask_cli.training.synthetic import SyntheticClouds
 
 MAX_CROP_DRAWS = 20
@@ -78,6 +79,7 @@ class TrainingDataset(Dataset):
         seed: int = 0,
         synthetic: SyntheticClouds | None = None,
         ground: BrightGround | None = None,
+        surfaces: SnowAndWater | None = None,
     ) -> None:
         self.samples = list(samples)
         self.crop = crop
@@ -86,6 +88,7 @@ class TrainingDataset(Dataset):
         self.seed = seed
         self.synthetic = synthetic
         self.ground = ground
+        self.surfaces = surfaces
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -110,6 +113,10 @@ class TrainingDataset(Dataset):
         if self.ground is not None:
             # clear land rewritten as bright ground before any cloud is drawn over it
             x, possible = self.ground(x, fed, possible_from_bits(bits), rng)
+            bits = bits_from_possible(possible)
+        if self.surfaces is not None:
+            # snow fields and lakes, also before the clouds (training/surfaces.py)
+            x, possible = self.surfaces(x, fed, possible_from_bits(bits), rng)
             bits = bits_from_possible(possible)
         if self.synthetic is not None:
             # clouds rendered over the real pixels, labelled exactly (training/synthetic.py)

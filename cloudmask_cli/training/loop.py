@@ -53,6 +53,7 @@ from cloudmask_cli.training.metrics import Scores
 from cloudmask_cli.training.sample import RawSample
 from cloudmask_cli.training.schedule import PlateauSchedule
 from cloudmask_cli.training.state import load_state, restore, save_state
+from cloudmask_cli.training.surfaces import SnowAndWater
 from cloudmask_cli.training.synthetic import SyntheticClouds
 
 # what `select_on` names -> the key of `validate`'s result that picks `best` and the plateaus
@@ -465,8 +466,9 @@ def train(
     samples = [s for group in train_sets for s in group]
     synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
     ground = BrightGround.from_config(cfg.ground) if cfg.ground is not None else None
+    surfaces = SnowAndWater.from_config(cfg.surfaces) if cfg.surfaces is not None else None
     dataset = TrainingDataset(
-        samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic, ground
+        samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic, ground, surfaces
     )
     draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
