@@ -155,10 +155,10 @@ def run(
     check_style(style)
     if overlap < 0 or overlap >= 512:
         raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
-    from cloudmask_cli.inference.writer import check_output
+    from cloudmask_cli.inference.writer import check_outputs, run_outputs
 
     output = Path(output)
-    check_output(output, overwrite)
+    check_outputs(run_outputs(output, probabilities), overwrite)
     scene = open_product(product, sensor=sensor, resolution=resolution)
     if sar or dem:
         scene = add_auxiliary(scene, sar=sar, dem=dem, sar_definition=sar_def)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.inference.writer import sidecar_path
+from cloudmask_cli.inference.writer import check_outputs, run_outputs, sidecar_path
 
 PRODUCT_SUFFIXES = (".SAFE", ".zip", ".tar", ".tif", ".tiff", ".vrt")
 
@@ -72,6 +72,15 @@ def output_for(product: Path, out_dir: Path, pattern: str) -> Path:
         return out_dir / pattern.format(name=product_name(product))
     except (KeyError, IndexError):
         raise InputError(None, f"--pattern {pattern!r}: only {{name}} may be used") from None
+
+
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "is not a folder (--out-dir)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(folder, f"cannot create the output folder ({exc.strerror})") from None
 
 
 def is_complete(output: Path) -> bool:
@@ -167,8 +176,11 @@ def run_batch(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Mask every product; returns one `Result` per product, in input order."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
     todo, results = plan(products, out_dir, pattern, overwrite)
+    # every output is checked before the first product is read: a folder in the way or an
+    # unwritable --out-dir is one error now, not one failure per product after its work
+    check_outputs((f for _, out in todo for f in run_outputs(out)), overwrite=True)
     for r in results:
         if on_result:
             on_result(r)
