@@ -32,11 +32,16 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def run_outputs(mask: Path, probabilities: Path | None = None) -> list[Path]:
-    """Every file one run writes: the mask, its sidecar and, if asked for, the probabilities."""
+def run_outputs(mask: Path, probabilities: Path | None = None, stac: bool = False) -> list[Path]:
+    """Every file one run writes: the mask, its sidecar and, if asked for, the probabilities
+    and the STAC item."""
+    from cloudmask_cli.inference.stac import stac_path
+
     paths = [Path(mask), sidecar_path(Path(mask))]
     if probabilities is not None:
         paths.append(Path(probabilities))
+    if stac:
+        paths.append(stac_path(Path(mask)))
     return paths
 
 
@@ -162,10 +167,12 @@ class MaskWriter:
         style: str,
         probabilities: Path | None = None,
         overwrite: bool = False,
+        stac: bool = False,
     ) -> None:
         self.path = Path(path)
         self.style = style
-        check_outputs(run_outputs(self.path, probabilities), overwrite)
+        self.stac = stac
+        check_outputs(run_outputs(self.path, probabilities, stac), overwrite)
         names = style_names(style)
         tags = {
             "CLOUDMASK_STYLE": style,
@@ -199,10 +206,17 @@ class MaskWriter:
             self.probs.write(scaled)
 
     def finish(self, sidecar: dict[str, Any]) -> None:
+        """Finish the rasters, then the STAC item (if asked for), then the sidecar: the
+        sidecar comes last, so its presence means the run is complete."""
         self.mask.finish("MODE")
         if self.probs is not None:
             self.probs.finish("AVERAGE")
         side = sidecar_path(self.path)
+        if self.stac:
+            from cloudmask_cli.inference.stac import stac_path, write_item
+
+            probs = self.probs.path if self.probs is not None else None
+            write_item(stac_path(self.path), self.path, sidecar, probs, side)
         tmp = side.with_name(f".{side.name}.{os.getpid()}")
         tmp.write_text(json.dumps(sidecar, indent=2, default=str))
         os.replace(tmp, side)
