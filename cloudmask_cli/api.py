@@ -24,15 +24,17 @@ from cloudmask_cli.sensors import Sensor, get_sensor
 
 def load_model(weights: str | Path | None = None, device: str = "cpu") -> tuple[Any, dict]:
     """The model from ``weights`` (default: the bundled weights) and a summary for sidecars."""
-    from cloudmask_cli.model.checkpoint import load_checkpoint, model_hash
+    from cloudmask_cli.model.checkpoint import load_checkpoint, weights_sha256
     from cloudmask_cli.weights import default_weights
 
     path = Path(weights) if weights else default_weights()
     model, config, meta = load_checkpoint(path, device=device)
+    digest = weights_sha256(path)
     info = {
         "name": meta.get("name", path.stem),
         "path": str(path),
-        "sha256": model_hash(path),
+        "sha256": digest[:12],  # short, for people (as model_hash)
+        "weights_sha256": digest,  # the whole digest, for the STAC item's provenance
         "architecture": config.to_dict() if hasattr(config, "to_dict") else config,
     }
     return model, info
@@ -147,19 +149,25 @@ def run(
     progress: Any = None,
     notice: Any = None,
     loaded: tuple[Any, dict] | None = None,
+    stac: bool = False,
 ) -> dict[str, Any]:
-    """What `cloudmask run` does: mask a product into a COG + sidecar; returns the sidecar.
+    """What `cloudmask run` does: mask a product into a COG + sidecar (and, with ``stac``, a
+    STAC item ``<mask stem>.stac.json``); returns the sidecar.
 
     ``loaded`` is a ``load_model`` result to reuse (batches load the model once per process).
     """
     check_style(style)
     if overlap < 0 or overlap >= 512:
         raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
-    from cloudmask_cli.inference.writer import check_output
+    from cloudmask_cli.inference.writer import check_outputs, run_outputs
 
     output = Path(output)
-    check_output(output, overwrite)
+    check_outputs(run_outputs(output, probabilities, stac), overwrite)
     scene = open_product(product, sensor=sensor, resolution=resolution)
+    if stac:
+        from cloudmask_cli.inference.stac import check_stac_source
+
+        check_stac_source(scene.product, scene.metadata)  # before the model and any window
     if sar or dem:
         scene = add_auxiliary(scene, sar=sar, dem=dem, sar_definition=sar_def)
     dev, msg = select_device(device)
@@ -177,4 +185,5 @@ def run(
         overwrite=overwrite,
         model_info=info,
         progress=progress,
+        stac=stac,
     )

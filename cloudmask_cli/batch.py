@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.inference.writer import sidecar_path
+from cloudmask_cli.inference.stac import stac_path
+from cloudmask_cli.inference.writer import check_outputs, run_outputs, sidecar_path
 
 PRODUCT_SUFFIXES = (".SAFE", ".zip", ".tar", ".tif", ".tiff", ".vrt")
 
@@ -74,9 +75,20 @@ def output_for(product: Path, out_dir: Path, pattern: str) -> Path:
         raise InputError(None, f"--pattern {pattern!r}: only {{name}} may be used") from None
 
 
-def is_complete(output: Path) -> bool:
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "is not a folder (--out-dir)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(folder, f"cannot create the output folder ({exc.strerror})") from None
+
+
+def is_complete(output: Path, stac: bool = False) -> bool:
     side = sidecar_path(output)
     if not (output.is_file() and side.is_file()):
+        return False
+    if stac and not stac_path(output).is_file():  # done before, without --stac
         return False
     try:
         return "class_fractions" in json.loads(side.read_text())
@@ -137,7 +149,9 @@ def _init_worker(threads: int) -> None:
 
 
 # -- the batch --------------------------------------------------------------------------------
-def plan(products: list[Path], out_dir: Path, pattern: str, overwrite: bool) -> tuple[list, list]:
+def plan(
+    products: list[Path], out_dir: Path, pattern: str, overwrite: bool, stac: bool = False
+) -> tuple[list, list]:
     """(to do: [(product, output)], skipped results)."""
     todo, skipped = [], []
     seen: dict[Path, Path] = {}
@@ -148,7 +162,7 @@ def plan(products: list[Path], out_dir: Path, pattern: str, overwrite: bool) -> 
                 p, f"gives the same output {out.name} as {seen[out]}; change --pattern"
             )
         seen[out] = p
-        if not overwrite and is_complete(out):
+        if not overwrite and is_complete(out, stac):
             skipped.append(Result(str(p), str(out), "skipped"))
         else:
             todo.append((p, out))
@@ -167,8 +181,12 @@ def run_batch(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Mask every product; returns one `Result` per product, in input order."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo, results = plan(products, out_dir, pattern, overwrite)
+    _make_folder(out_dir)
+    stac = bool(options.get("stac"))
+    todo, results = plan(products, out_dir, pattern, overwrite, stac)
+    # every output is checked before the first product is read: a folder in the way or an
+    # unwritable --out-dir is one error now, not one failure per product after its work
+    check_outputs((f for _, out in todo for f in run_outputs(out, stac=stac)), overwrite=True)
     for r in results:
         if on_result:
             on_result(r)

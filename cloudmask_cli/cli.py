@@ -188,6 +188,9 @@ def run(
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    stac: bool = typer.Option(
+        False, "--stac", help="Also write a STAC item beside the mask (mask.tif -> mask.stac.json)."
+    ),
     threads: int | None = typer.Option(
         None,
         "--read-threads",
@@ -220,6 +223,7 @@ def run(
                 aoi=aoi,
                 overwrite=overwrite,
                 read_threads=threads,
+                stac=stac,
                 progress=progress,
                 notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}")),
             )
@@ -271,6 +275,9 @@ def batch(
     ),
     overlap: int = typer.Option(128, "--overlap", help="Window overlap in pixels."),
     aoi: Path | None = typer.Option(None, "--aoi", help="GeoJSON area (WGS84) to mask."),
+    stac: bool = typer.Option(
+        False, "--stac", help="Also write a STAC item per product (<output stem>.stac.json)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),
 ) -> None:
     """Mask many products; a failed product is reported and the batch goes on."""
@@ -289,6 +296,7 @@ def batch(
         "precision": precision,
         "overlap": overlap,
         "aoi": str(aoi) if aoi else None,
+        "stac": stac,
     }
 
     def show(r: object) -> None:

@@ -152,3 +152,47 @@ def test_dask_local_cluster_matches_local_run(tmp_path, products, weights):
             np.testing.assert_array_equal(da.read(), db.read())
         side = json.loads(Path(b.output + ".json").read_text())
         assert side["model"]["name"] == "tiny"
+
+
+@pytest.mark.parametrize("case", ["out-dir-is-file", "unwritable", "output-is-folder"])
+def test_bad_out_dir_or_output_fails_before_any_product(tmp_path, products, weights, monkeypatch,
+                                                        case):  # fmt: skip
+    from cloudmask_cli.scene import Scene
+
+    reads = []
+    real_read = Scene.read
+    monkeypatch.setattr(
+        Scene, "read", lambda self, *a, **k: reads.append(1) or real_read(self, *a, **k)
+    )
+    out = tmp_path / "out"
+    if case == "out-dir-is-file":
+        out.write_text("not a folder")
+        named, problem = out, "is not a folder"
+    elif case == "unwritable":
+        out.mkdir()
+        out.chmod(0o555)
+        if os.access(out, os.W_OK):  # root ignores modes; /sys refuses new files even to root
+            out = Path("/sys")
+            try:
+                (out / ".cloudmask-test").touch()
+                pytest.skip("no unwritable folder here")
+            except OSError:
+                pass
+        named, problem = (
+            out / (products[0].name[: -len(".SAFE")] + "_cloudmask.tif"),
+            "cannot write",
+        )
+    else:
+        out.mkdir()
+        named = out / (products[1].name[: -len(".zip")] + "_cloudmask.tif")
+        named.mkdir()
+        problem = "is a folder"
+    before = sorted(tmp_path.rglob("*"))
+    res = runner.invoke(app, ["batch", *map(str, products[:3]), "--out-dir", str(out),
+                              "--weights", str(weights), "--device", "cpu", "--resolution", "60"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and line.startswith(f"cloudmask: error: {named}: "), line
+    assert problem in line, line
+    assert reads == [], "no product was read"
+    assert sorted(tmp_path.rglob("*")) == before, "nothing was written"

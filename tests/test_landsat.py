@@ -355,13 +355,14 @@ def test_not_a_product_folder(tmp_path):
     raises(tmp_path, str(tmp_path), "no *_MTL.txt")
 
 
-def test_level2_and_unknown_spacecraft_are_refused(tmp_path):
+def test_level2_label_without_level2_metadata_and_unknown_spacecraft_are_refused(tmp_path):
+    # a Level-1 MTL relabelled L2SP: its TOA coefficients are never taken for Level-2 ones
     product = demo.write_landsat(tmp_path / "a", size=24)
     edit_mtl(product, lambda t: t.replace('PROCESSING_LEVEL = "L1TP"', 'PROCESSING_LEVEL = "L2SP"'))
-    raises(product, "_MTL.txt", "Level-2")
+    raises(product, "_MTL.txt", "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS")
     product = demo.write_landsat(tmp_path / "b", size=24)
-    edit_mtl(product, lambda t: t.replace('"LANDSAT_8"', '"LANDSAT_4"'))
-    raises(product, "_MTL.txt", "LANDSAT_4")
+    edit_mtl(product, lambda t: t.replace('"LANDSAT_8"', '"LANDSAT_3"'))
+    raises(product, "_MTL.txt", "LANDSAT_3")
 
 
 def test_sensor_override_must_match_the_product(tmp_path):
@@ -517,7 +518,13 @@ def test_every_real_mtl_variant_parses(shared_data):
             if mtl.band_file(key) is None:
                 continue
             listed += 1
-            if b.type == "brightness_temperature":
+            if mtl.is_level2:  # surface values (test_landsat_l2.py reads these products)
+                rad = landsat.radiometry(mtl, b)
+                assert (rad.scale, rad.offset, rad.divisor) in [
+                    (2.75e-05, -0.2, 1.0),
+                    (0.00341802, 149.0, 1.0),
+                ]
+            elif b.type == "brightness_temperature":
                 rad = landsat.radiometry(mtl, b)
                 assert 400 < rad.k1 < 800 and 1100 < rad.k2 < 1400 and rad.scale > 0
             elif night:
@@ -533,18 +540,19 @@ def test_every_real_mtl_variant_parses(shared_data):
 
 
 @pytest.mark.realdata
-def test_real_level2_mtl_parses_but_the_product_is_refused(shared_data, tmp_path):
+def test_real_level2_mtl_keeps_both_rescalings_apart(shared_data):
+    # reading the product itself: test_landsat_l2.py::test_real_l2sp_mtl_with_its_listed_files
     folder = require(shared_data / "products" / "landsat" / "mtl-variants")
     for f in sorted(folder.glob("LC09_L2SP_*_MTL.*")):
         mtl = read_mtl(f)
         assert mtl.is_level2 and mtl.level == "L2SP"
         assert mtl.surface_reflectance("4") == (2.75e-05, -0.2)
         assert mtl.reflectance("4") == (2.0e-05, -0.1)  # the Level-1 TOA rescaling beside it
-        product = tmp_path / f.suffix[1:]
-        product.mkdir()
-        (product / f.name).symlink_to(f)  # read in place, not copied
-        assert landsat.identify(product)
-        raises(product, f.name, "Level-2")
+        assert mtl.surface_temperature("ST_B10") == (0.00341802, 149.0)
+        # the product's own files, not the Level-1 product's it also lists
+        assert mtl.band_file("4").endswith("_L2SP_191031_20220322_20220324_02_T1_SR_B4.TIF")
+        assert mtl.band_file("8") is None and mtl.band_file("ST_B10").endswith("_ST_B10.TIF")
+        assert "_L2SP_" in mtl.qa_file()
 
 
 # Calibration oracles: a DN stack, its real Collection 1 MTL, and the same stack converted to

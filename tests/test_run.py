@@ -371,6 +371,98 @@ def test_bad_product_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "m.tif").exists()
 
 
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no file can be created in: read-only mode, or (as root, who ignores modes)
+    /sys, which refuses new files even to root."""
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK):
+        return folder
+    probe = Path("/sys") / ".cloudmask-test"
+    try:
+        probe.touch()
+    except OSError:
+        return Path("/sys")
+    probe.unlink()
+    pytest.skip("no unwritable folder here (root, and /sys accepts files)")
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["folder", "folder-overwrite", "no-parent", "parent-is-file", "unwritable", "probs-folder",
+     "probs-no-parent", "sidecar-folder", "probs-is-mask"],
+)  # fmt: skip
+def test_bad_output_paths_fail_before_any_work(tmp_path, s2_product, tiny_weights, monkeypatch,
+                                               case):  # fmt: skip
+    # `run -o existing_folder --overwrite` computed the whole mask, then the final rename
+    # raised IsADirectoryError: every output path is now checked before the first window
+    from cloudmask_cli.scene import Scene
+
+    reads = []
+    real_read = Scene.read
+    monkeypatch.setattr(
+        Scene, "read", lambda self, *a, **k: reads.append(1) or real_read(self, *a, **k)
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    out, extra, named, problem = work / "m.tif", [], None, None
+    if case.startswith("folder"):
+        out.mkdir()
+        extra = ["--overwrite"] if case == "folder-overwrite" else []
+        named, problem = out, "is a folder"
+    elif case == "no-parent":
+        out = work / "missing" / "m.tif"
+        named, problem = out, "does not exist"
+    elif case == "parent-is-file":
+        (work / "plain").write_text("x")
+        out = work / "plain" / "m.tif"
+        named, problem = out, "is not a folder"
+    elif case == "unwritable":
+        out = _unwritable_folder(tmp_path) / "m.tif"
+        named, problem = out, "cannot write"
+    elif case == "probs-folder":
+        (work / "p.tif").mkdir()
+        extra = ["--probabilities", work / "p.tif", "--overwrite"]
+        named, problem = work / "p.tif", "is a folder"
+    elif case == "probs-no-parent":
+        extra = ["--probabilities", work / "nope" / "p.tif"]
+        named, problem = work / "nope" / "p.tif", "does not exist"
+    elif case == "sidecar-folder":
+        (work / "m.tif.json").mkdir()
+        extra = ["--overwrite"]
+        named, problem = work / "m.tif.json", "is a folder"
+    elif case == "probs-is-mask":
+        extra = ["--probabilities", out]
+        named, problem = out, "given for two outputs"
+    before = sorted(work.rglob("*"))
+    res = _run(s2_product, "-o", out, "--weights", tiny_weights, "--resolution", "60",
+               "--device", "cpu", *extra)  # fmt: skip
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    assert line.startswith(f"cloudmask: error: {named}: ") and problem in line, line
+    assert reads == [], "no window was read"
+    assert sorted(work.rglob("*")) == before, "nothing was written"
+
+
+def test_output_folder_with_overwrite_is_one_line_exit_2(tmp_path, s2_product, tiny_weights):
+    """The reported case, as a user types it: one line on stderr, exit 2, the folder intact."""
+    folder = tmp_path / "some_existing_folder"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cloudmask_cli.cli", "run", str(s2_product), "-o", str(folder),
+         "--overwrite", "--weights", str(tiny_weights), "--device", "cpu"],
+        capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder) in lines[0] and "is a folder" in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["some_existing_folder"]
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
 def test_python_api_returns_georeferenced_dataarray(tmp_path, tiny_weights):
     import rioxarray  # noqa: F401
     import xarray as xr

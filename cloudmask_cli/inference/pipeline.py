@@ -197,11 +197,17 @@ def mask_to_file(
     overwrite: bool = False,
     model_info: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stac: bool = False,
 ) -> dict[str, Any]:
-    """Mask a scene into a COG (and optional probability COG); returns the sidecar it wrote."""
+    """Mask a scene into a COG (and optional probability COG and STAC item); returns the
+    sidecar it wrote."""
     t0 = time.perf_counter()
     stats = Stats()
-    with MaskWriter(output, scene.grid, options.style, probabilities, overwrite) as writer:
+    if stac:
+        from cloudmask_cli.inference.stac import check_stac_source
+
+        check_stac_source(scene.product, scene.metadata)
+    with MaskWriter(output, scene.grid, options.style, probabilities, overwrite, stac) as writer:
         for _, probs, valid in masked_strips(scene, engine, options, stats, progress):
             codes = fold(probs, options.style, valid).cpu().numpy()
             stats.counts += np.bincount(codes.ravel(), minlength=256)
@@ -209,6 +215,18 @@ def mask_to_file(
         sidecar = _sidecar(scene, engine, options, stats, model_info, time.perf_counter() - t0)
         writer.finish(sidecar)
     return sidecar
+
+
+def product_id(scene: Scene) -> str:
+    """The source product's identifier: the metadata's, else the product's file name."""
+    meta = scene.metadata
+    if meta.get("product_id"):
+        return str(meta["product_id"])
+    if meta.get("product_uri"):  # Sentinel-2
+        return str(meta["product_uri"]).removesuffix(".SAFE")
+    from cloudmask_cli.batch import product_name
+
+    return product_name(Path(scene.product))
 
 
 def _sidecar(
@@ -230,7 +248,9 @@ def _sidecar(
     return {
         "cloudmask_version": __version__,
         "product": scene.product,
+        "product_id": product_id(scene),
         "product_type": scene.product_type,
+        "datetime": scene.metadata.get("datetime"),
         "sensor": scene.sensor.name,
         "style": options.style,
         "codes": {str(k): v for k, v in names.items()},

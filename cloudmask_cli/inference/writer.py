@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +32,54 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output (and its sidecar) unless ``overwrite``; the folder must exist."""
-    if not path.parent.is_dir():
-        raise InputError(path, f"output folder {path.parent} does not exist")
-    if not overwrite:
-        for p in (path, sidecar_path(path)):
-            if p.exists():
-                raise InputError(p, "already exists (use --overwrite to replace it)")
+def run_outputs(mask: Path, probabilities: Path | None = None, stac: bool = False) -> list[Path]:
+    """Every file one run writes: the mask, its sidecar and, if asked for, the probabilities
+    and the STAC item."""
+    from cloudmask_cli.inference.stac import stac_path
+
+    paths = [Path(mask), sidecar_path(Path(mask))]
+    if probabilities is not None:
+        paths.append(Path(probabilities))
+    if stac:
+        paths.append(stac_path(Path(mask)))
+    return paths
+
+
+def check_outputs(paths: Iterable[Path], overwrite: bool = False) -> None:
+    """Refuse, before any work, output paths that could not be written at the end: a folder or
+    other non-file in the way, a missing or unwritable parent folder, one path given for two
+    outputs, or (unless ``overwrite``) an existing file. Raises a one-line `InputError`."""
+    seen: set[Path] = set()
+    probed: set[Path] = set()
+    for path in map(Path, paths):
+        full = Path(os.path.abspath(path))
+        if full in seen:
+            raise InputError(path, "is given for two outputs of the same run")
+        seen.add(full)
+        if path.is_dir():
+            raise InputError(path, "is a folder; give a file name for the output")
+        if path.exists() and not path.is_file():
+            raise InputError(path, "exists and is not a regular file")
+        folder = full.parent
+        if not folder.exists():
+            raise InputError(path, f"output folder {path.parent} does not exist")
+        if not folder.is_dir():
+            raise InputError(path, f"{path.parent} is not a folder")
+        if folder not in probed:
+            _probe(folder, path)
+            probed.add(folder)
+        if path.exists() and not overwrite:
+            raise InputError(path, "already exists (use --overwrite to replace it)")
+
+
+def _probe(folder: Path, path: Path) -> None:
+    # create and remove a file: permission bits lie to root and to read-only mounts
+    try:
+        fd, name = tempfile.mkstemp(prefix=".cloudmask-probe-", dir=folder)
+    except OSError as exc:
+        raise InputError(path, f"cannot write in folder {path.parent} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def _tmp(path: Path, tag: str) -> Path:
@@ -125,12 +167,12 @@ class MaskWriter:
         style: str,
         probabilities: Path | None = None,
         overwrite: bool = False,
+        stac: bool = False,
     ) -> None:
         self.path = Path(path)
         self.style = style
-        check_output(self.path, overwrite)
-        if probabilities is not None:
-            check_output(Path(probabilities), overwrite)
+        self.stac = stac
+        check_outputs(run_outputs(self.path, probabilities, stac), overwrite)
         names = style_names(style)
         tags = {
             "CLOUDMASK_STYLE": style,
@@ -164,10 +206,17 @@ class MaskWriter:
             self.probs.write(scaled)
 
     def finish(self, sidecar: dict[str, Any]) -> None:
+        """Finish the rasters, then the STAC item (if asked for), then the sidecar: the
+        sidecar comes last, so its presence means the run is complete."""
         self.mask.finish("MODE")
         if self.probs is not None:
             self.probs.finish("AVERAGE")
         side = sidecar_path(self.path)
+        if self.stac:
+            from cloudmask_cli.inference.stac import stac_path, write_item
+
+            probs = self.probs.path if self.probs is not None else None
+            write_item(stac_path(self.path), self.path, sidecar, probs, side)
         tmp = side.with_name(f".{side.name}.{os.getpid()}")
         tmp.write_text(json.dumps(sidecar, indent=2, default=str))
         os.replace(tmp, side)

@@ -1,4 +1,5 @@
-"""Landsat 5/7/8/9 Level-1 products (Collection 2, 1 and pre-collection), folder or ``.tar``.
+"""Landsat 4-9 products, folder or ``.tar``: Level-1 (Collection 2, 1 and pre-collection) and
+Collection 2 Level-2 (L2SP, L2SR).
 
 The MTL (``*_MTL.txt``, ``.xml`` or ``.json``: any one is enough) names every band file and
 holds the radiometry; the band GeoTIFFs give the grid. A ``.tar`` is read in place: the MTL
@@ -15,8 +16,20 @@ Invalid pixels: DN 0 (fill) in every band; bit 0 (fill) of QA_PIXEL (Collection 
 (Collection 1, "designated fill") for the whole scene; for Landsat 7 SLC-off products, each
 band's gap mask ``*_GM_<band>.TIF``, where 0 marks a scan gap (or fill) and 1 valid data.
 
-Level-2 products (L2SP) are refused: their surface reflectance and temperature are other
-quantities than the TOA values the model is trained on.
+Level-2 products (USGS Landsat Collection 2 Level-2 science product guide) carry other
+quantities, as Sentinel-2 L2A does beside L1C; the level is in ``Scene.metadata`` and the
+product type, and the values reach the model as what they are:
+
+- ``SR_B<n>``: surface reflectance ``REFLECTANCE_MULT_BAND_n * DN + REFLECTANCE_ADD_BAND_n`` from
+  ``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS`` (no sun-elevation division: already corrected);
+- ``ST_B10`` (Landsat 8/9) or ``ST_B6`` (4-7): surface temperature in kelvin,
+  ``TEMPERATURE_MULT_BAND_ST_Bn * DN + TEMPERATURE_ADD_BAND_ST_Bn`` from
+  ``LEVEL2_SURFACE_TEMPERATURE_PARAMETERS``, fed as the sensor's thermal band (Landsat 7: as
+  ``B6``, one band where Level-1 has two gains);
+- no data: DN 0 and QA_PIXEL bit 0, as in Level-1.
+
+The Level-1 rescaling a Level-2 MTL also carries is never used for its pixels: a band without
+its Level-2 coefficients is an error.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import builtins
 import math
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import rasterio
@@ -46,6 +59,7 @@ from cloudmask_cli.sensors import Band, Sensor, get_sensor
 
 # MTL SPACECRAFT_ID -> bundled sensor definition.
 SENSORS = {
+    "LANDSAT_4": "landsat4_tm",
     "LANDSAT_5": "landsat5_tm",
     "LANDSAT_7": "landsat7_etm",
     "LANDSAT_8": "landsat8_oli_tirs",
@@ -53,6 +67,7 @@ SENSORS = {
 }
 GAP_VALUE = 0  # in *_GM_*.TIF: 0 = scan gap or fill, 1 = valid (checked on a real LE07 product)
 QA_FILL_BIT = 1  # bit 0 of QA_PIXEL / BQA
+LEVEL2 = ("L2SP", "L2SR")  # Collection 2 Level-2: with and without surface temperature
 _HEAD = 4096  # bytes read to recognise an MTL
 
 
@@ -134,7 +149,8 @@ def identify(path: Path) -> bool:
 
 # -- opening -----------------------------------------------------------------------------
 def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - reader protocol
-    """A Landsat Level-1 product (folder or ``.tar``) as a `Scene` of TOA values.
+    """A Landsat product (folder or ``.tar``) as a `Scene`: TOA values (Level-1) or surface
+    reflectance and temperature (Level-2).
 
     With ``sensor`` (an override) every band it defines must be in the product; with the
     bundled definition, bands the MTL does not list (e.g. no TIRS in an OLI-only product)
@@ -149,7 +165,12 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
     sens = sensor if sensor is not None else _sensor_for(mtl)
     qa = _qa_mask(files, mtl)
     found = [_band_source(files, mtl, b, strict=sensor is not None) for b in sens.bands]
-    bands = [f for f in found if f is not None]
+    bands, seen = [], set()
+    for f in found:
+        # Landsat 7 Level-2: both thermal gains of the sensor come from the one ST_B6 file
+        if f is not None and f[0].path not in seen:
+            seen.add(f[0].path)
+            bands.append(f)
     if not bands:
         raise InputError(
             mtl.path, f"lists none of the {sens.name} band files (FILE_NAME_BAND_n keys)"
@@ -183,12 +204,15 @@ def _read_mtl(files: _Files) -> MTL:
 
 
 def _check_level(mtl: MTL) -> None:
-    if mtl.is_level2:
+    level = mtl.level.upper()
+    if mtl.is_level2 and level not in LEVEL2:
         raise InputError(
             mtl.path,
-            f"{mtl.level} is a Level-2 (surface reflectance) product; cloudmask reads Level-1 "
-            "top-of-atmosphere products (L1TP, L1GT, L1GS) of the same scene",
+            f"PROCESSING_LEVEL {mtl.level}: not a Level-2 product cloudmask reads "
+            f"({', '.join(LEVEL2)})",
         )
+    if mtl.is_level2 and mtl.collection != 2:
+        raise InputError(mtl.path, f"{mtl.level}: only Collection 2 Level-2 products are read")
 
 
 def _sensor_for(mtl: MTL) -> Sensor:
@@ -210,10 +234,14 @@ def _sun_divisor(mtl: MTL) -> float:
     return math.sin(math.radians(elevation))
 
 
-def _mtl_key(band: Band) -> str:
-    """YAML ``source`` (file suffix "B6_VCID_1") -> MTL band key ("6_VCID_1")."""
+def _mtl_key(band: Band, level2: bool = False) -> str:
+    """YAML ``source`` (file suffix "B6_VCID_1") -> MTL band key ("6_VCID_1"); Level-2 thermal
+    bands are keyed by their surface-temperature file ("ST_B10", "ST_B6")."""
     source = band.source or band.name
-    return source[1:] if source[:1].upper() == "B" else source
+    key = source[1:] if source[:1].upper() == "B" else source
+    if level2 and band.type == "brightness_temperature":
+        return "ST_B" + key.split("_")[0]
+    return key
 
 
 @dataclass(frozen=True)
@@ -226,12 +254,14 @@ class _Header:
 def _band_source(
     files: _Files, mtl: MTL, band: Band, strict: bool
 ) -> tuple[BandSource, _Header] | None:
-    key = _mtl_key(band)
+    key = _mtl_key(band, mtl.is_level2)
     name = mtl.band_file(key)
     if name is None:
         if strict:
             raise InputError(mtl.path, f"band {band.name}: no FILE_NAME_BAND_{key} in the MTL")
         return None
+    if mtl.is_level2 and band.type == "brightness_temperature" and band.name != f"B{key[4:]}":
+        band = replace(band, name=f"B{key[4:]}", description="surface temperature")
     gdal_path = _raster(files, name, "band file")
     header = _check_raster(files, name)
     source = BandSource(
@@ -287,14 +317,17 @@ def _short(exc: Exception) -> str:
 
 
 def radiometry(mtl: MTL, band: Band) -> Radiometry:
-    """DN -> TOA reflectance or brightness temperature (K) of ``band``, from the MTL.
+    """DN -> physical value of ``band``, from the MTL: TOA reflectance or brightness
+    temperature (K) for Level-1, surface reflectance or surface temperature (K) for Level-2.
 
     The YAML ``source`` names the MTL keys ("B6_VCID_1" -> ``*_BAND_6_VCID_1``); a band
     with numeric ``scale``/``offset`` (a user's sensor YAML) keeps them.
     """
-    key = _mtl_key(band)
     if band.scale != "metadata" and band.offset != "metadata":
         return Radiometry(scale=float(band.scale), offset=float(band.offset))  # user's numbers
+    if mtl.is_level2:
+        return _level2_radiometry(mtl, band)
+    key = _mtl_key(band)
     if band.type == "brightness_temperature":
         mult, add = mtl.radiance(key)
         k1, k2 = mtl.thermal(key)
@@ -314,6 +347,27 @@ def radiometry(mtl: MTL, band: Band) -> Radiometry:
         divisor=_sun_divisor(mtl),
         formula=f"(REFLECTANCE_MULT_BAND_{key} * DN + REFLECTANCE_ADD_BAND_{key})"
         " / sin(SUN_ELEVATION)",
+    )
+
+
+def _level2_radiometry(mtl: MTL, band: Band) -> Radiometry:
+    key = _mtl_key(band, level2=True)
+    if band.type == "brightness_temperature":
+        mult, add = mtl.surface_temperature(key)
+        return Radiometry(
+            scale=mult,
+            offset=add,
+            formula=f"TEMPERATURE_MULT_BAND_{key} * DN + TEMPERATURE_ADD_BAND_{key}"
+            " (surface temperature, K)",
+        )
+    if band.type != "reflectance":
+        raise InputError(mtl.path, f"band {band.name}: Landsat has no {band.type} band")
+    mult, add = mtl.surface_reflectance(key)
+    return Radiometry(
+        scale=mult,
+        offset=add,
+        formula=f"REFLECTANCE_MULT_BAND_{key} * DN + REFLECTANCE_ADD_BAND_{key}"
+        " (surface reflectance)",
     )
 
 

@@ -6,9 +6,12 @@ pre-collection MTLs use other group names (``METADATA_FILE_INFO``, ``PRODUCT_MET
 ``RADIOMETRIC_RESCALING``) and a few other key names (``DATA_TYPE`` for the level,
 ``FILE_NAME_BAND_QUALITY`` for the QA band, ``FILE_DATE``), handled by listing alternatives.
 
-Level-2 MTLs repeat ``REFLECTANCE_MULT_BAND_n`` with surface-reflectance values in
-``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS`` beside the Level-1 TOA values: the plain lookup
-prefers non-Level-2 groups, so it always yields the TOA coefficients; ``group=`` reads one group.
+Level-2 MTLs (L2SP, L2SR) repeat ``REFLECTANCE_MULT_BAND_n`` with surface-reflectance values in
+``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS`` beside the Level-1 TOA values, and list the Level-1
+product's file names in ``LEVEL1_PROCESSING_RECORD``: the plain lookup prefers non-Level-2 groups,
+so it always yields the TOA coefficients; ``group=`` reads one group, and the Level-2 accessors
+(`surface_reflectance`, `surface_temperature`, the file names of a Level-2 product) read only
+their own groups, never falling back to Level-1 values.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ MTL_SUFFIXES = ("_MTL.txt", "_MTL.xml", "_MTL.json")  # order of preference when
 ROOT_GROUPS = ("LANDSAT_METADATA_FILE", "L1_METADATA_FILE")
 L2_SR_GROUP = "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS"
 L2_ST_GROUP = "LEVEL2_SURFACE_TEMPERATURE_PARAMETERS"
+L2_RECORD_GROUP = "LEVEL2_PROCESSING_RECORD"
+CONTENTS_GROUP = "PRODUCT_CONTENTS"  # this product's own files (Collection 2)
 
 # A cheap content test: the root group of every MTL generation, or a Landsat spacecraft id.
 _LANDSAT_RE = re.compile(
@@ -68,7 +73,8 @@ class MTL:
         """Like `get`, but a missing key is an `InputError` that names it."""
         value = self.get(*keys, group=group)
         if value is None:
-            raise InputError(self.path, f"missing MTL key {' or '.join(keys)}")
+            where = f" in group {group}" if group else ""
+            raise InputError(self.path, f"missing MTL key {' or '.join(keys)}{where}")
         return value
 
     def number(self, *keys: str, group: str | None = None) -> float:
@@ -103,13 +109,21 @@ class MTL:
     def is_level2(self) -> bool:
         return self.level.upper().startswith("L2") or L2_SR_GROUP in self.groups
 
+    @property
+    def _own_files(self) -> str | None:
+        # a Level-2 MTL also names the Level-1 product's files: only its own contents count
+        return CONTENTS_GROUP if self.is_level2 else None
+
     def band_file(self, key: str) -> str | None:
-        """File name of band ``key`` ("4", "6_VCID_1"), None when the product lacks it."""
-        return self.get(f"FILE_NAME_BAND_{key}")
+        """File name of band ``key`` ("4", "6_VCID_1"; Level-2 thermal "ST_B10"), None when
+        the product lacks it."""
+        return self.get(f"FILE_NAME_BAND_{key}", group=self._own_files)
 
     def qa_file(self) -> str | None:
         """The pixel QA raster: QA_PIXEL (Collection 2) or BQA (Collection 1)."""
-        return self.get("FILE_NAME_QUALITY_L1_PIXEL", "FILE_NAME_BAND_QUALITY")
+        return self.get(
+            "FILE_NAME_QUALITY_L1_PIXEL", "FILE_NAME_BAND_QUALITY", group=self._own_files
+        )
 
     # -- radiometry -------------------------------------------------------------------
     def reflectance(self, key: str) -> tuple[float, float]:
@@ -131,10 +145,17 @@ class MTL:
         return self.number(f"K1_CONSTANT_BAND_{key}"), self.number(f"K2_CONSTANT_BAND_{key}")
 
     def surface_reflectance(self, key: str) -> tuple[float, float]:
-        """Level-2 surface reflectance scaling (mult, add); only in L2SP MTLs."""
+        """Level-2 surface reflectance scaling (mult, add); only in Level-2 MTLs."""
         return (
             self.number(f"REFLECTANCE_MULT_BAND_{key}", group=L2_SR_GROUP),
             self.number(f"REFLECTANCE_ADD_BAND_{key}", group=L2_SR_GROUP),
+        )
+
+    def surface_temperature(self, key: str) -> tuple[float, float]:
+        """Level-2 surface temperature scaling (mult, add) to kelvin of ``key`` ("ST_B10")."""
+        return (
+            self.number(f"TEMPERATURE_MULT_BAND_{key}", group=L2_ST_GROUP),
+            self.number(f"TEMPERATURE_ADD_BAND_{key}", group=L2_ST_GROUP),
         )
 
     @property
@@ -164,11 +185,21 @@ class MTL:
             except ValueError:
                 return None
 
+        def processing(*keys: str) -> str | None:
+            # a Level-2 product was made by its Level-2 processing, not the Level-1 one
+            own = self.get(*keys, group=L2_RECORD_GROUP) if self.is_level2 else None
+            return own or self.get(*keys)
+
         path, row = num("WRS_PATH"), num("WRS_ROW")
         return {
             "product_id": self.product_id,
             "scene_id": self.get("LANDSAT_SCENE_ID"),
             "level": self.level,
+            "values": (
+                "surface reflectance, surface temperature (K)"
+                if self.is_level2
+                else "top-of-atmosphere reflectance, brightness temperature (K)"
+            ),
             "collection": self.collection,
             "collection_category": self.get("COLLECTION_CATEGORY"),
             "spacecraft": self.spacecraft,
@@ -180,8 +211,8 @@ class MTL:
             "sun_azimuth": num("SUN_AZIMUTH"),
             "earth_sun_distance": num("EARTH_SUN_DISTANCE"),
             "cloud_cover": num("CLOUD_COVER"),
-            "processing_software": self.get("PROCESSING_SOFTWARE_VERSION"),
-            "processing_date": self.get("DATE_PRODUCT_GENERATED", "FILE_DATE"),
+            "processing_software": processing("PROCESSING_SOFTWARE_VERSION"),
+            "processing_date": processing("DATE_PRODUCT_GENERATED", "FILE_DATE"),
             "station_id": self.get("STATION_ID"),
             "mtl": Path(self.path).name,
         }
