@@ -16,8 +16,10 @@ from cloudmask_cli.classes import check_style, fold, style_names
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.inference.engine import Engine, select_device
 from cloudmask_cli.inference.pipeline import RunOptions, mask_to_file, masked_strips
+from cloudmask_cli.inference.writer import run_outputs
 from cloudmask_cli.products import open_product
 from cloudmask_cli.products import stack as stack_reader
+from cloudmask_cli.remote import gdal_env
 from cloudmask_cli.scene import Scene
 from cloudmask_cli.sensors import Sensor, get_sensor
 
@@ -87,6 +89,15 @@ def mask(
     """Mask a product (path) or an ``xarray.DataArray`` (dims band/y/x, CRS set, values in the
     sensor's units as its YAML describes) and return the class codes with CRS and transform."""
     check_style(style)
+    with gdal_env():
+        return _mask(source, sensor=sensor, sar=sar, dem=dem, resolution=resolution,
+                     style=style, weights=weights, device=device, batch_size=batch_size,
+                     precision=precision, overlap=overlap, aoi=aoi)  # fmt: skip
+
+
+def _mask(source: Any, *, sensor: Any, sar: Any, dem: Any, resolution: Any, style: str,
+          weights: Any, device: str, batch_size: Any, precision: Any, overlap: int, aoi: Any,
+          ) -> xr.DataArray:  # fmt: skip
     keep = None
     if isinstance(source, xr.DataArray):
         if sensor is None:
@@ -159,10 +170,27 @@ def run(
     check_style(style)
     if overlap < 0 or overlap >= 512:
         raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
-    from cloudmask_cli.inference.writer import check_outputs, run_outputs
+    from cloudmask_cli.inference.writer import check_outputs
 
     output = Path(output)
     check_outputs(run_outputs(output, probabilities, stac), overwrite)
+    with gdal_env():  # remote assets: range requests, retries, timeouts (see remote.py)
+        return _run(
+            product, output, sensor=sensor, sar=sar, dem=dem, sar_def=sar_def,
+            resolution=resolution, style=style, probabilities=probabilities, weights=weights,
+            device=device, batch_size=batch_size, precision=precision, overlap=overlap,
+            aoi=aoi, overwrite=overwrite, read_threads=read_threads, progress=progress,
+            notice=notice, loaded=loaded, stac=stac,
+        )  # fmt: skip
+
+
+def _run(product: Any, output: Path, *, sensor: Any, sar: Any, dem: Any, sar_def: Any,
+         resolution: Any, style: str, probabilities: Any, weights: Any, device: str,
+         batch_size: Any, precision: Any, overlap: int, aoi: Any, overwrite: bool,
+         read_threads: Any, progress: Any, notice: Any, loaded: Any, stac: bool,
+         ) -> dict[str, Any]:  # fmt: skip
+    from cloudmask_cli.inference.writer import check_outputs, input_files
+
     scene = open_product(product, sensor=sensor, resolution=resolution)
     if stac:
         from cloudmask_cli.inference.stac import check_stac_source
@@ -170,6 +198,8 @@ def run(
         check_stac_source(scene.product, scene.metadata)  # before the model and any window
     if sar or dem:
         scene = add_auxiliary(scene, sar=sar, dem=dem, sar_definition=sar_def)
+    # the outputs again, now that the input files are known (before the first window)
+    check_outputs(run_outputs(output, probabilities, stac), overwrite, input_files(scene))
     dev, msg = select_device(device)
     if msg and notice:
         notice(msg)

@@ -98,18 +98,22 @@ def sensors(
 
 @app.command()
 def info(
-    product: Path = typer.Argument(..., help="A product folder, .zip, .tar, or raster stack."),
+    product: str = typer.Argument(
+        ..., help="A product folder, .zip, .tar, raster stack, or STAC item (file or URL)."
+    ),
     sensor: str | None = typer.Option(None, "--sensor", help="Sensor name or YAML."),
     resolution: float | None = typer.Option(None, "--resolution", help="Working grid (m)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Describe a product: sensor, level, grid, bands and their radiometry, valid fraction."""
     from cloudmask_cli.products import open_product
+    from cloudmask_cli.remote import gdal_env
 
     try:
-        scene = open_product(product, sensor=sensor, resolution=resolution)
-        data = scene.info()
-        data["valid_fraction"] = round(scene.valid_fraction(), 4)
+        with gdal_env():
+            scene = open_product(product, sensor=sensor, resolution=resolution)
+            data = scene.info()
+            data["valid_fraction"] = round(scene.valid_fraction(), 4)
     except InputError as exc:
         _fail(exc)
     if as_json:
@@ -155,7 +159,9 @@ def demo(
 
 @app.command()
 def run(
-    product: Path = typer.Argument(..., help="Product folder, .zip, .tar, or raster stack."),
+    product: str = typer.Argument(
+        ..., help="Product folder, .zip, .tar, raster stack, or STAC item (file or URL)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Output mask (COG)."),
     sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF (any CRS)."),
     dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF (any CRS)."),

@@ -446,6 +446,24 @@ def test_bad_output_paths_fail_before_any_work(tmp_path, s2_product, tiny_weight
     assert sorted(work.rglob("*")) == before, "nothing was written"
 
 
+@pytest.mark.parametrize("which", ["mask", "probabilities"])
+def test_output_equal_to_an_input_file_is_refused_before_any_work(tmp_path, tiny_weights, which):
+    """`run stack.tif -o stack.tif --overwrite` would replace the input by its own mask."""
+    data = np.random.default_rng(0).integers(200, 4000, (4, 40, 50)).astype(np.uint16)
+    tif = _stack(tmp_path / "s.tif", data)
+    sensor = _rgbn_yaml(tmp_path / "s.yaml")
+    before = tif.read_bytes()
+    out, extra = (tif, []) if which == "mask" else (tmp_path / "m.tif", ["--probabilities", tif])
+    res = _run(tif, "-o", out, "--weights", tiny_weights, "--sensor", sensor, "--overwrite",
+               "--device", "cpu", *extra)  # fmt: skip
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and line.startswith(f"cloudmask: error: {tif}: "), line
+    assert "input" in line, line
+    assert tif.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif", "s.yaml"]
+
+
 def test_output_folder_with_overwrite_is_one_line_exit_2(tmp_path, s2_product, tiny_weights):
     """The reported case, as a user types it: one line on stderr, exit 2, the folder intact."""
     folder = tmp_path / "some_existing_folder"

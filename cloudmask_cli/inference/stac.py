@@ -28,6 +28,7 @@ from rasterio.warp import transform_geom
 
 from cloudmask_cli.classes import COLOURS, NODATA, STYLES
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.remote import is_url
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 FOOTPRINT_PIXELS = 1024  # the footprint is traced on a read at most this wide or high
@@ -181,11 +182,10 @@ def build_item(
         },
     )
     item.stac_extensions.append(PROCESSING_SCHEMA)
-    item.add_link(
-        pystac.Link(
-            "derived_from", Path(os.path.abspath(sidecar["product"])).as_uri(), title=source_id
-        )  # fmt: skip
-    )
+    product = str(sidecar["product"])
+    # a STAC item read from a URL is linked as it is; a local product by its file URI
+    source_href = product if is_url(product) else Path(os.path.abspath(product)).as_uri()
+    item.add_link(pystac.Link("derived_from", source_href, title=source_id))
     with rasterio.open(mask) as ds:
         shape, transform, bounds, crs = [ds.height, ds.width], ds.transform, ds.bounds, ds.crs
     asset = pystac.Asset(

@@ -45,17 +45,24 @@ def run_outputs(mask: Path, probabilities: Path | None = None, stac: bool = Fals
     return paths
 
 
-def check_outputs(paths: Iterable[Path], overwrite: bool = False) -> None:
+def check_outputs(
+    paths: Iterable[Path], overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> None:
     """Refuse, before any work, output paths that could not be written at the end: a folder or
     other non-file in the way, a missing or unwritable parent folder, one path given for two
-    outputs, or (unless ``overwrite``) an existing file. Raises a one-line `InputError`."""
+    outputs, one of the product's ``inputs`` (its files would be replaced by the mask, even
+    with ``overwrite``), or (unless ``overwrite``) an existing file. Raises a one-line
+    `InputError`."""
     seen: set[Path] = set()
     probed: set[Path] = set()
+    sources = {Path(os.path.realpath(p)) for p in inputs}
     for path in map(Path, paths):
         full = Path(os.path.abspath(path))
         if full in seen:
             raise InputError(path, "is given for two outputs of the same run")
         seen.add(full)
+        if Path(os.path.realpath(path)) in sources:
+            raise InputError(path, "is an input of the product; writing there would destroy it")
         if path.is_dir():
             raise InputError(path, "is a folder; give a file name for the output")
         if path.exists() and not path.is_file():
@@ -70,6 +77,15 @@ def check_outputs(paths: Iterable[Path], overwrite: bool = False) -> None:
             probed.add(folder)
         if path.exists() and not overwrite:
             raise InputError(path, "already exists (use --overwrite to replace it)")
+
+
+def input_files(scene: Any) -> list[str]:
+    """The local files a scene reads (band rasters, masks, the product file itself): never
+    an output. Remote paths cannot be written over and are left out."""
+    paths = [scene.product] + [b.path for b in scene.bands] + [m.path for m in scene.masks]
+    paths += [m.path for b in scene.bands for m in b.masks]
+    # /vsizip/, /vsitar/ paths: the archive is the product itself, already listed
+    return [p for p in map(str, paths) if not p.startswith("/vsi") and os.path.isfile(p)]
 
 
 def _probe(folder: Path, path: Path) -> None:

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.remote import is_url
 from cloudmask_cli.scene import Scene
 from cloudmask_cli.sensors import Sensor, get_sensor
 
 
 def _readers() -> list[ModuleType]:
-    from cloudmask_cli.products import landsat, perusat1, sentinel2, stack
+    from cloudmask_cli.products import landsat, perusat1, sentinel2, stac, stack
 
-    return [sentinel2, landsat, perusat1, stack]
+    return [sentinel2, landsat, perusat1, stac, stack]
 
 
 def detect(path: str | Path) -> ModuleType:
     """The reader module that recognises ``path``'s content."""
+    if is_url(path):  # only STAC items are read from a URL (their assets may be anywhere)
+        from cloudmask_cli.products import stac
+
+        return stac
     p = Path(path)
     if not p.exists():
         raise InputError(p, "no such file or folder")
@@ -36,24 +42,33 @@ def detect(path: str | Path) -> ModuleType:
 
 
 def open_product(
-    path: str | Path,
+    path: str | Path | Any,
     sensor: str | Path | Sensor | None = None,
     resolution: float | None = None,
 ) -> Scene:
     """Open a product as a `Scene` on its default grid, or at ``resolution`` metres.
 
+    ``path`` is a file or folder, an http(s) URL to a STAC item, or a `pystac.Item`.
     ``sensor`` (a bundled name, a YAML path, or a `Sensor`) overrides the definition the
     reader would pick; a plain raster stack needs one.
     """
-    p = Path(path)
     sens = get_sensor(sensor) if isinstance(sensor, (str, Path)) else sensor
-    if sens is not None and p.is_file() and p.suffix.lower() in {".tif", ".tiff", ".vrt"}:
-        from cloudmask_cli.products import stack
+    if not isinstance(path, (str, Path)):  # a pystac.Item (from a collection or a search)
+        from cloudmask_cli.products import stac
 
-        reader: ModuleType = stack
+        scene = stac.open_item(path, sensor=sens)
+        p: str | Path = scene.product
     else:
-        reader = detect(p)
-    scene = reader.open(p, sensor=sens)
+        p = path if is_url(path) else Path(path)
+        reader: ModuleType
+        if sens is not None and isinstance(p, Path) and p.is_file() and p.suffix.lower() in {
+            ".tif", ".tiff", ".vrt"}:  # fmt: skip
+            from cloudmask_cli.products import stack
+
+            reader = stack
+        else:
+            reader = detect(p)
+        scene = reader.open(p, sensor=sens)
     if resolution is not None:
         if resolution <= 0:
             raise InputError(p, f"resolution must be positive, got {resolution}")
