@@ -14,16 +14,19 @@ import glob
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.inference.stac import stac_path
 from cloudmask_cli.inference.writer import check_outputs, run_outputs, sidecar_path
+from cloudmask_cli.remote import is_url
 
 PRODUCT_SUFFIXES = (".SAFE", ".zip", ".tar", ".tif", ".tiff", ".vrt")
 
@@ -38,11 +41,17 @@ class Result:
     cloud_fraction: float | None = None
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[Path]:
-    """Paths from products, glob patterns and ``@list.txt`` files (one path per line, # comments)."""
-    found: list[Path] = []
+Product = Any  # a local Path, an http(s) URL (str) to a STAC item, or a pystac.Item
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[Product]:
+    """Products from paths, glob patterns, ``@list.txt`` files (one per line, # comments),
+    STAC item URLs, and STAC ItemCollection / Catalog JSON files (each of their items)."""
+    found: list[Product] = []
     for item in inputs:
-        if item.startswith("@"):
+        if is_url(item):
+            found.append(item)
+        elif item.startswith("@"):
             listing = Path(item[1:])
             if not listing.is_file():
                 raise InputError(listing, "list file not found")
@@ -54,25 +63,120 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
                 raise InputError(item, "the pattern matches no file")
             found += [Path(m) for m in matches]
         else:
-            found.append(Path(item))
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return [Path(p) for p in unique]
+            found += _stac_items(Path(item)) or [Path(item)]
+    out: list[Product] = []
+    seen: set[str] = set()
+    for p in found:
+        key = label(p) if not isinstance(p, Path) else str(p.resolve())
+        if key not in seen:
+            seen.add(key)
+            out.append(p.resolve() if isinstance(p, Path) else p)
+    return out
 
 
-def product_name(path: Path) -> str:
-    name = path.name
+def _stac_items(path: Path) -> list[Any]:
+    """The items of an ItemCollection or (static) Catalog / Collection file; [] for others."""
+    if not (path.is_file() and path.suffix.lower() in (".json", ".geojson")):
+        return []
+    try:
+        kind = json.loads(path.read_text()).get("type")
+    except (ValueError, OSError, AttributeError):
+        return []
+    if kind not in ("FeatureCollection", "Catalog", "Collection"):
+        return []
+    import pystac
+
+    try:
+        if kind == "FeatureCollection":
+            items = list(pystac.ItemCollection.from_file(str(path)))
+            for it in items:  # relative asset hrefs are relative to the collection file
+                if it.get_self_href() is None:
+                    it.set_self_href(str(path.resolve()))
+        else:
+            items = list(pystac.read_file(str(path)).get_items(recursive=True))
+    except Exception as exc:  # noqa: BLE001 - pystac raises many kinds
+        raise InputError(path, f"cannot read the STAC {kind} ({str(exc)[:200]})") from None
+    if not items:
+        raise InputError(path, f"the STAC {kind} holds no item")
+    return items
+
+
+def label(product: Product) -> str:
+    """How a product is named in results and reports."""
+    if isinstance(product, (str, Path)):
+        return str(product)
+    href = product.get_self_href()  # an ItemCollection's items share its file: add the id
+    return f"{href}#{product.id}" if href else product.id
+
+
+def search_items(
+    api: str,
+    collections: list[str],
+    bbox: list[float] | None = None,
+    datetime: str | None = None,
+    max_items: int | None = None,
+) -> list[Any]:
+    """Items of a STAC API search (pystac-client, the optional extra ``cloudmask[stac]``)."""
+    try:
+        from pystac_client import Client
+    except ImportError:
+        raise InputError(
+            None, "--stac-api needs pystac-client: pip install 'cloudmask[stac]'"
+        ) from None
+    try:
+        search = Client.open(api).search(
+            collections=collections or None, bbox=bbox, datetime=datetime, max_items=max_items
+        )
+        items = list(search.items())
+    except Exception as exc:  # noqa: BLE001 - HTTP, JSON and API errors
+        raise InputError(
+            api, f"STAC API search failed ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    if not items:
+        raise InputError(api, "the STAC API search found no item")
+    return items
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A product name (from a STAC item id or a URL: data from elsewhere) made safe for one
+    file name: separators and odd characters become ``_``, no leading dots (``..``, hidden)."""
+    safe = re.sub(r"\.{2,}", "_", _UNSAFE.sub("_", name))  # no "..", even inside a name
+    safe = re.sub(r"_+", "_", safe).strip("._")
+    if not safe:
+        raise InputError(None, f"product name {name!r} gives no usable file name")
+    return safe[:200]
+
+
+def product_name(path: Product) -> str:
+    if not isinstance(path, (str, Path)):
+        return safe_name(path.id)
+    if is_url(path):  # .../items/<id> or .../<id>.json
+        tail = urlsplit(str(path)).path.rstrip("/").rsplit("/", 1)[-1]
+        return safe_name(tail.removesuffix(".json") or "item")
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return safe_name(path.stem)
+    name = path.name  # the user's own file: one path component, kept as it is
     for suffix in PRODUCT_SUFFIXES:
         if name.lower().endswith(suffix.lower()):
             return name[: -len(suffix)]
     return name
 
 
-def output_for(product: Path, out_dir: Path, pattern: str) -> Path:
-    """The output path: ``pattern`` with ``{name}`` = the product name without its extension."""
+def output_for(product: Product, out_dir: Path, pattern: str) -> Path:
+    """The output path: ``pattern`` with ``{name}`` = the product name without its extension
+    (a STAC item's id); never outside ``out_dir``."""
     try:
-        return out_dir / pattern.format(name=product_name(product))
+        out = out_dir / pattern.format(name=product_name(product))
     except (KeyError, IndexError):
         raise InputError(None, f"--pattern {pattern!r}: only {{name}} may be used") from None
+    root = Path(os.path.abspath(out_dir))
+    if not Path(os.path.abspath(out)).is_relative_to(root) or Path(os.path.abspath(out)) == root:
+        raise InputError(out, f"is outside --out-dir {out_dir}; change --pattern")
+    return out
 
 
 def _make_folder(folder: Path) -> None:
@@ -116,7 +220,7 @@ def _loaded(weights: str | None, device: str) -> tuple[Any, dict]:
     return _MODEL[key]
 
 
-def run_one(product: str, output: str, options: dict[str, Any]) -> Result:
+def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
     """Mask one product; never raises for a bad product (the error goes into the result)."""
     from cloudmask_cli.api import run
 
@@ -126,7 +230,7 @@ def run_one(product: str, output: str, options: dict[str, Any]) -> Result:
         loaded = _loaded(opts.get("weights"), opts.get("device", "auto"))
         sidecar = run(product, output, loaded=loaded, **opts)
         return Result(
-            product,
+            label(product),
             output,
             "done",
             seconds=round(time.perf_counter() - t0, 2),
@@ -134,7 +238,7 @@ def run_one(product: str, output: str, options: dict[str, Any]) -> Result:
         )
     except (InputError, ValueError, OSError, RuntimeError) as exc:
         return Result(
-            product,
+            label(product),
             output,
             "failed",
             error=str(exc).splitlines()[0],
@@ -150,27 +254,27 @@ def _init_worker(threads: int) -> None:
 
 # -- the batch --------------------------------------------------------------------------------
 def plan(
-    products: list[Path], out_dir: Path, pattern: str, overwrite: bool, stac: bool = False
+    products: list[Product], out_dir: Path, pattern: str, overwrite: bool, stac: bool = False
 ) -> tuple[list, list]:
     """(to do: [(product, output)], skipped results)."""
     todo, skipped = [], []
-    seen: dict[Path, Path] = {}
+    seen: dict[Path, str] = {}
     for p in products:
         out = output_for(p, out_dir, pattern)
         if out in seen:
             raise InputError(
-                p, f"gives the same output {out.name} as {seen[out]}; change --pattern"
+                label(p), f"gives the same output {out.name} as {seen[out]}; change --pattern"
             )
-        seen[out] = p
+        seen[out] = label(p)
         if not overwrite and is_complete(out, stac):
-            skipped.append(Result(str(p), str(out), "skipped"))
+            skipped.append(Result(label(p), str(out), "skipped"))
         else:
             todo.append((p, out))
     return todo, skipped
 
 
 def run_batch(
-    products: list[Path],
+    products: list[Product],
     out_dir: Path,
     options: dict[str, Any],
     *,
@@ -196,7 +300,7 @@ def run_batch(
         results += _run_dask(todo, opts, scheduler, on_result)
     elif workers <= 1:
         for p, out in todo:
-            r = run_one(str(p), str(out), opts)
+            r = run_one(p if not isinstance(p, Path) else str(p), str(out), opts)
             results.append(r)
             if on_result:
                 on_result(r)
@@ -208,13 +312,16 @@ def run_batch(
         with ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
         ) as pool:
-            futures = [pool.submit(run_one, str(p), str(out), opts) for p, out in todo]
+            futures = [
+                pool.submit(run_one, p if not isinstance(p, Path) else str(p), str(out), opts)
+                for p, out in todo
+            ]
             for fut in as_completed(futures):
                 r = fut.result()
                 results.append(r)
                 if on_result:
                     on_result(r)
-    order = {str(p): i for i, p in enumerate(products)}
+    order = {label(p): i for i, p in enumerate(products)}
     return sorted(results, key=lambda r: order.get(r.product, 0))
 
 
@@ -237,7 +344,7 @@ def _run_dask(
         futures = [
             client.submit(
                 run_one,
-                str(p),
+                p if not isinstance(p, Path) else str(p),
                 str(out),
                 opts,
                 key=f"cloudmask-{out.name}",

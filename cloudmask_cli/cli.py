@@ -250,7 +250,11 @@ def run(
 
 @app.command()
 def batch(
-    inputs: list[str] = typer.Argument(..., help="Products, glob patterns, or @list.txt files."),
+    inputs: list[str] | None = typer.Argument(
+        None,
+        help="Products, glob patterns, @list.txt files, STAC item files or URLs, "
+        "ItemCollection or catalogue JSON files.",
+    ),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the masks and sidecars."),
     pattern: str = typer.Option(
         "{name}_cloudmask.tif", "--pattern", help="Output name; {name} = product name."
@@ -284,10 +288,25 @@ def batch(
     stac: bool = typer.Option(
         False, "--stac", help="Also write a STAC item per product (<output stem>.stac.json)."
     ),
+    stac_api: str | None = typer.Option(
+        None, "--stac-api", help="Also mask the items of a STAC API search (cloudmask[stac])."
+    ),
+    collection: list[str] | None = typer.Option(
+        None, "--collection", help="With --stac-api: collection id (repeatable)."
+    ),
+    bbox: str | None = typer.Option(
+        None, "--bbox", help="With --stac-api: west,south,east,north (WGS84)."
+    ),
+    datetime: str | None = typer.Option(
+        None, "--datetime", help="With --stac-api: a date, time or interval (RFC 3339, a/b)."
+    ),
+    max_items: int | None = typer.Option(
+        None, "--max-items", help="With --stac-api: at most this many items."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),
 ) -> None:
     """Mask many products; a failed product is reported and the batch goes on."""
-    from cloudmask_cli.batch import expand_inputs, run_batch, write_report
+    from cloudmask_cli.batch import expand_inputs, run_batch, search_items, write_report
 
     _logging(quiet, False)
     options = {
@@ -319,7 +338,12 @@ def batch(
             )
 
     try:
-        products = expand_inputs(inputs)
+        products = expand_inputs(inputs or [])
+        if stac_api:
+            box = _bbox(bbox) if bbox else None
+            products += search_items(stac_api, collection or [], box, datetime, max_items)
+        if not products:
+            raise InputError(None, "no products: give paths, STAC items, or --stac-api")
         results = run_batch(
             products,
             out_dir,
@@ -345,6 +369,16 @@ def batch(
         out.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+def _bbox(text: str) -> list[float]:
+    try:
+        box = [float(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+        raise InputError(None, f"--bbox {text!r}: expected west,south,east,north")
+    return box
 
 
 def _logging(quiet: bool, verbose: bool) -> None:

@@ -321,9 +321,60 @@ class Server:
         self.httpd.server_close()
 
 
+class _Api(_Handler):
+    """A tiny STAC API: a landing page with item-search conformance and ``/search``."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.split("?")[0] in ("/", "/search"):
+            self._api(None)
+        else:
+            super().do_GET()
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        self._api(json.loads(self.rfile.read(length) or b"{}"))
+
+    def _api(self, body: dict[str, Any] | None) -> None:
+        stats, url = self.server.stats, self.server.url  # type: ignore[attr-defined]
+        if self.path.split("?")[0] == "/":
+            doc: dict[str, Any] = {
+                "type": "Catalog", "id": "test-api", "stac_version": "1.0.0",
+                "description": "test STAC API",
+                "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                               "https://api.stacspec.org/v1.0.0/item-search"],
+                "links": [{"rel": "self", "href": url + "/", "type": "application/json"},
+                          {"rel": "root", "href": url + "/", "type": "application/json"},
+                          {"rel": "search", "href": url + "/search",
+                           "type": "application/geo+json", "method": "POST"},
+                          {"rel": "search", "href": url + "/search",
+                           "type": "application/geo+json", "method": "GET"}],
+            }  # fmt: skip
+        else:
+            stats["searches"].append(body if body is not None else self.path)
+            wanted = (body or {}).get("collections")
+            items = [i for i in stats["items"] if not wanted or i.get("collection") in wanted]
+            doc = {"type": "FeatureCollection", "features": items, "links": []}
+        data = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class ApiServer(Server):
+    """`Server` with a STAC API answering every search with ``items``."""
+
+    def __init__(self, root: Path, items: list[dict[str, Any]]) -> None:
+        super().__init__(root)
+        self.httpd.RequestHandlerClass = partial(_Api, directory=str(root))
+        self.stats.update(items=items, searches=[])
+        self.httpd.url = self.url  # type: ignore[attr-defined]
+
+
 def file_bytes(folder: Path, suffix: str = ".tif") -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.name.lower().endswith(suffix))
 
 
-__all__ = ["Server", "earth_search_s2", "file_bytes", "hls", "landsat_l2", "planetary_s2",
+__all__ = ["ApiServer", "Server", "earth_search_s2", "file_bytes", "hls", "landsat_l2", "planetary_s2",
            "save", "write_cog"]  # fmt: skip
