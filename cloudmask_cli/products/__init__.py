@@ -17,9 +17,9 @@ from cloudmask_cli.sensors import Sensor, get_sensor
 
 
 def _readers() -> list[ModuleType]:
-    from cloudmask_cli.products import landsat, perusat1, sentinel2, stac, stack
+    from cloudmask_cli.products import hls, landsat, perusat1, sentinel2, stac, stack
 
-    return [sentinel2, landsat, perusat1, stac, stack]
+    return [sentinel2, landsat, perusat1, hls, stac, stack]
 
 
 def detect(path: str | Path) -> ModuleType:
@@ -35,10 +35,18 @@ def detect(path: str | Path) -> ModuleType:
         if reader.identify(p):
             return reader
     if p.is_dir():
-        raise InputError(p, "not a recognised product folder (Sentinel-2 SAFE, Landsat, PerúSat-1)")
+        raise InputError(
+            p, "not a recognised product folder (Sentinel-2 SAFE, Landsat, PerúSat-1, HLS v2)"
+        )
     raise InputError(
         p, "not a recognised product (SAFE .zip, Landsat .tar, or a GeoTIFF/VRT with --sensor)"
     )
+
+
+def _is_hls(path: Path) -> bool:
+    from cloudmask_cli.products import hls
+
+    return hls.identify(path)
 
 
 def open_product(
@@ -62,7 +70,7 @@ def open_product(
         p = path if is_url(path) else Path(path)
         reader: ModuleType
         if sens is not None and isinstance(p, Path) and p.is_file() and p.suffix.lower() in {
-            ".tif", ".tiff", ".vrt"}:  # fmt: skip
+            ".tif", ".tiff", ".vrt"} and not _is_hls(p):  # fmt: skip
             from cloudmask_cli.products import stack
 
             reader = stack
