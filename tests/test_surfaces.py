@@ -162,3 +162,12 @@ def test_real_biome_patch_through_the_training_dataset() -> None:
                 seen.add(surface)
                 assert rule(x, s.bands)[sure].mean() > 0.9, (draw, surface)
     assert seen == {"snow", "water"}
+
+
+def test_a_crop_without_reflective_bands_is_left_alone() -> None:
+    # band sampling can feed the thermal band alone: nothing to draw a surface in (it crashed)
+    therm = [b for b in L8 if b.type == "brightness_temperature"]
+    x = np.full((len(therm), 16, 16), 290.0, np.float32)
+    for seed in range(6):
+        y, p = SnowAndWater(p=1.0)(x, therm, labels(16), np.random.default_rng(seed))
+        assert np.array_equal(y, x) and np.array_equal(p, labels(16))

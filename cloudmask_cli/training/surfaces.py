@@ -127,7 +127,8 @@ class SnowAndWater(RangedAugmentation):
         cover = rng.uniform(*(self.snow_cover if is_snow else self.water_cover))
         beta, outer = rng.uniform(2.5, 3.5), rng.uniform(16.0, 128.0)
         noise_seed = int(rng.integers(0, 2**31))
-        if not fire or _cloudy(x, possible) or (is_snow and not _sees_snow(bands)):
+        refl = [b for b in bands if b.type == REFLECTIVE]
+        if not fire or not refl or _cloudy(x, possible) or (is_snow and not _sees_snow(bands)):
             return x, possible
         weight = None
         if not (is_snow and whole):
@@ -136,13 +137,9 @@ class SnowAndWater(RangedAugmentation):
             u = np.clip((n - np.float32(t)) * np.float32(4.0), 0.0, 1.0)  # narrow soft edges
             weight = u * u * (3.0 - 2.0 * u)
         if is_snow:
-            spectrum = snow_reflectance(
-                [b for b in bands if b.type == REFLECTIVE], level, age, haze
-            )
+            spectrum = snow_reflectance(refl, level, age, haze)
             return rewrite_surface(x, bands, possible, "snow", spectrum, 0.4, kelvin, weight)
-        spectrum = water_reflectance(
-            [b for b in bands if b.type == REFLECTIVE], turbidity, water_gain, haze
-        )
+        spectrum = water_reflectance(refl, turbidity, water_gain, haze)
         return rewrite_surface(x, bands, possible, "water", spectrum, 0.05, -cooling, weight)
 
 
