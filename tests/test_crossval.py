@@ -137,6 +137,19 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
     again = cross_validate(config, out, k=2, lodo=True, perturbations=["gain0.8", "no_swir"])
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")} == stamp
     assert json.dumps(again.summary) == json.dumps(result.summary)
+    # what a published weights YAML carries of it (weights.publish --crossval)
+    from cloudmask_cli.errors import InputError
+    from cloudmask_cli.weights.publish import crossval_figures
+
+    figs = crossval_figures(out / "crossval.json")
+    assert figs["folds"] == 2 and figs["recipe"] == str(config)
+    row = figs["figures"]["brightness>0.3"]["a"]
+    assert row["cloud_f1"] == round(
+        100 * summary["brightness>0.3"]["clean"]["a"]["pooled"]["cloud_f1"], 1
+    )
+    assert row["cloud_f1_folds"]["n"] == 2
+    with pytest.raises(InputError, match="not a cross-validation summary"):
+        crossval_figures(out / "folds.json")
 
 
 def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:

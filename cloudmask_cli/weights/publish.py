@@ -99,6 +99,39 @@ def validation_figures(folder: Path) -> dict[str, Any]:
     return figures
 
 
+def crossval_figures(path: Path) -> dict[str, Any]:
+    """Cloud and invalid F1 (%, pooled over the folds, and the folds' mean ± SD) per predictor
+    and dataset, clean inputs, from a ``crossval.json`` of `cloudmask evaluate --cv`."""
+    from cloudmask_cli.training.crossval import CrossValidation
+
+    try:
+        cv = CrossValidation.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(str(path), f"not a cross-validation summary: {exc}") from None
+
+    def pct(v: Any) -> float | None:
+        return None if v is None else round(100 * float(v), 1)
+
+    figures: dict[str, Any] = {}
+    for who, conditions in cv.summary.get("folds", {}).items():
+        for dataset, s in conditions.get("clean", {}).items():
+            row = {}
+            for key in ("cloud_f1", "invalid_f1"):
+                spread = s.get("folds", {}).get(key, {})
+                row[key] = pct(s.get("pooled", {}).get(key))
+                row[f"{key}_folds"] = {"mean": pct(spread.get("mean")),
+                                       "sd": pct(spread.get("std")), "n": spread.get("n")}  # fmt: skip
+            figures.setdefault(who, {})[dataset] = row
+    return {
+        "recipe": cv.config,
+        "what": "k scene-grouped folds over all the labelled data: each sample scored by a model "
+        "trained from scratch without its scene (benchmarks/quality/README.md); the recipe is "
+        "a short form of stage 1, so these are figures of the recipe, not of these weights",
+        "folds": len([f for f in cv.folds if f["name"].startswith("fold")]),
+        "figures": figures,
+    }
+
+
 def scored_weights(reports: Path, sha256: str) -> dict[str, Any]:
     """Check that the model reports in ``reports`` scored the weights with hash ``sha256``;
     what the YAML records of it (``provenance.validation_scored``)."""
@@ -139,6 +172,7 @@ def publish(
     name: str = DEFAULT_NAME,
     init_configs: list[Path] | None = None,
     target_dir: Path | None = None,
+    crossval: Path | None = None,
 ) -> Path:
     """Write ``<target_dir>/<name>.safetensors`` (the bundled folder by default) and its YAML.
 
@@ -180,6 +214,7 @@ def publish(
             "validation_data": "the val splits of the stage-1 config (examples/train-bundled.yaml)",
         },
         "validation": validation_figures(reports) if reports else {},
+        "cross_validation": crossval_figures(crossval) if crossval else {},
         "provenance": {
             "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "git_commit": _git_commit(),
@@ -204,11 +239,13 @@ def publish(
     return target
 
 
-def revalidate(reports: Path, path: Path | None = None) -> Path:
-    """Replace the held-out figures in a weights YAML (the bundled one by default); the weights
-    and their hash stay as they are."""
+def revalidate(reports: Path, path: Path | None = None, crossval: Path | None = None) -> Path:
+    """Replace the held-out figures in a weights YAML (the bundled one by default), and the
+    cross-validated ones with ``crossval``; the weights and their hash stay as they are."""
     path = path or bundled_dir() / f"{DEFAULT_NAME}.yaml"
     doc = yaml.safe_load(path.read_text())
+    if crossval:
+        doc["cross_validation"] = crossval_figures(crossval)
     scored = scored_weights(reports, doc["weights"]["sha256"])
     doc["validation"] = validation_figures(reports)
     doc.setdefault("provenance", {})["validation_scored"] = {
@@ -234,6 +271,9 @@ def main() -> None:
         action="append",
         help="config of an earlier stage (repeat, first stage first)",
     )
+    ap.add_argument(
+        "--crossval", type=Path, help="crossval.json of the recipe (cloudmask evaluate --cv)"
+    )
     ap.add_argument("--name", default=DEFAULT_NAME)
     ap.add_argument(
         "--target-dir", type=Path, help="publish or revalidate here instead of the bundled folder"
@@ -244,7 +284,7 @@ def main() -> None:
     try:
         if args.revalidate:
             folder = args.target_dir or bundled_dir()
-            print(revalidate(args.revalidate, folder / f"{args.name}.yaml"))
+            print(revalidate(args.revalidate, folder / f"{args.name}.yaml", args.crossval))
         else:
             print(
                 publish(
@@ -254,6 +294,7 @@ def main() -> None:
                     args.name,
                     args.init_config,
                     args.target_dir,
+                    args.crossval,
                 )
             )
     except InputError as e:
