@@ -168,3 +168,12 @@ def test_report_is_written_as_the_batch_goes_and_links_quicklooks(tmp_path, prod
     rows = _parse(report.read_text())
     assert [r["data-status"] for r in rows.rows] == ["skipped", "skipped"]
     assert all(r["data-cloud"] for r in rows.rows) and len(rows.images) == 2
+
+
+def test_unwritable_report_fails_before_any_product(tmp_path, products, weights):
+    report = tmp_path / "missing" / "report.html"
+    res = runner.invoke(app, ["batch", *map(str, products[:2]), "--out-dir", str(tmp_path / "o"),
+                              "--weights", str(weights), "--report", str(report)])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().startswith(f"cloudmask: error: {report}: ")
+    assert not any((tmp_path / "o").iterdir()), "no product was masked"
