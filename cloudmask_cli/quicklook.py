@@ -37,6 +37,7 @@ MARGIN = 8
 TITLE_H = 44  # two text lines: product id and date; panel captions
 SWATCH = 14
 OVERLAY_ALPHA = 0.5
+GAMMA = 0.6  # on the joint stretch of reflectances
 # (colour, nominal centre nm, accepted centres nm) for picking true-colour bands
 _RGB = (("red", 665, (620, 700)), ("green", 560, (520, 600)), ("blue", 490, (440, 520)))
 
@@ -108,7 +109,8 @@ def pick_bands(scene: Scene) -> tuple[list[int], str]:
 
 def stretch(values: np.ndarray, joint: bool, low: float = 2, high: float = 98) -> np.ndarray:
     """uint8 RGB (h, w, 3) from (3, h, w) floats: a percentile stretch robust to outliers,
-    one range for all bands when they share units (keeps white clouds white), NaN -> grey."""
+    one range for all bands when they share units (keeps white clouds white, with a gamma that
+    lifts the ground out of the dark when clouds set the top of the range), NaN -> grey."""
     out = np.empty((*values.shape[1:], 3), dtype=np.uint8)
     finite = np.isfinite(values)
     ranges = []
@@ -120,7 +122,9 @@ def stretch(values: np.ndarray, joint: bool, low: float = 2, high: float = 98) -
             v = values[k][finite[k]]
             ranges.append(tuple(np.percentile(v, [low, high])) if v.size else (0.0, 1.0))
     for k, (lo, hi) in enumerate(ranges):
-        scaled = (values[k] - lo) / (hi - lo if hi > lo else 1.0)
+        scaled = np.clip((values[k] - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+        if joint:
+            scaled **= GAMMA
         out[..., k] = np.clip(np.nan_to_num(scaled * 255, nan=0), 0, 255).astype(np.uint8)
     out[~finite.all(axis=0)] = NODATA_RGB
     return out
