@@ -161,9 +161,14 @@ def run(
     notice: Any = None,
     loaded: tuple[Any, dict] | None = None,
     stac: bool = False,
+    quicklook: str | Path | None = None,
+    quicklook_size: int = 1024,
+    quicklook_layout: str = "side",
 ) -> dict[str, Any]:
     """What `cloudmask run` does: mask a product into a COG + sidecar (and, with ``stac``, a
-    STAC item ``<mask stem>.stac.json``); returns the sidecar.
+    STAC item ``<mask stem>.stac.json``; with ``quicklook``, a PNG of the product and its
+    mask, ``quicklook_size`` px on its longest side, ``side`` by side or ``overlay``);
+    returns the sidecar.
 
     ``loaded`` is a ``load_model`` result to reuse (batches load the model once per process).
     """
@@ -173,14 +178,20 @@ def run(
     from cloudmask_cli.inference.writer import check_outputs
 
     output = Path(output)
-    check_outputs(run_outputs(output, probabilities, stac), overwrite)
+    quicklook = Path(quicklook) if quicklook is not None else None
+    if quicklook is not None:
+        from cloudmask_cli.quicklook import check_layout
+
+        check_layout(quicklook_layout, quicklook_size)
+    check_outputs(run_outputs(output, probabilities, stac, quicklook), overwrite)
     with gdal_env():  # remote assets: range requests, retries, timeouts (see remote.py)
         return _run(
             product, output, sensor=sensor, sar=sar, dem=dem, sar_def=sar_def,
             resolution=resolution, style=style, probabilities=probabilities, weights=weights,
             device=device, batch_size=batch_size, precision=precision, overlap=overlap,
             aoi=aoi, overwrite=overwrite, read_threads=read_threads, progress=progress,
-            notice=notice, loaded=loaded, stac=stac,
+            notice=notice, loaded=loaded, stac=stac, quicklook=quicklook,
+            quicklook_size=quicklook_size, quicklook_layout=quicklook_layout,
         )  # fmt: skip
 
 
@@ -188,6 +199,7 @@ def _run(product: Any, output: Path, *, sensor: Any, sar: Any, dem: Any, sar_def
          resolution: Any, style: str, probabilities: Any, weights: Any, device: str,
          batch_size: Any, precision: Any, overlap: int, aoi: Any, overwrite: bool,
          read_threads: Any, progress: Any, notice: Any, loaded: Any, stac: bool,
+         quicklook: Path | None, quicklook_size: int, quicklook_layout: str,
          ) -> dict[str, Any]:  # fmt: skip
     from cloudmask_cli.inference.writer import check_outputs, input_files
 
@@ -199,7 +211,9 @@ def _run(product: Any, output: Path, *, sensor: Any, sar: Any, dem: Any, sar_def
     if sar or dem:
         scene = add_auxiliary(scene, sar=sar, dem=dem, sar_definition=sar_def)
     # the outputs again, now that the input files are known (before the first window)
-    check_outputs(run_outputs(output, probabilities, stac), overwrite, input_files(scene))
+    check_outputs(
+        run_outputs(output, probabilities, stac, quicklook), overwrite, input_files(scene)
+    )
     dev, msg = select_device(device)
     if msg and notice:
         notice(msg)
@@ -216,4 +230,7 @@ def _run(product: Any, output: Path, *, sensor: Any, sar: Any, dem: Any, sar_def
         model_info=info,
         progress=progress,
         stac=stac,
+        quicklook=quicklook,
+        quicklook_size=quicklook_size,
+        quicklook_layout=quicklook_layout,
     )

@@ -25,20 +25,29 @@ from urllib.parse import urlsplit
 
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.inference.stac import stac_path
-from cloudmask_cli.inference.writer import check_outputs, run_outputs, sidecar_path
+from cloudmask_cli.inference.writer import (
+    check_outputs,
+    quicklook_path,
+    run_outputs,
+    sidecar_path,
+)
 from cloudmask_cli.remote import is_url
 
 PRODUCT_SUFFIXES = (".SAFE", ".zip", ".tar", ".tif", ".tiff", ".vrt")
+THUMBNAIL = 320  # px, the HTML report's thumbnails (when there are no quicklook files)
 
 
 @dataclass
 class Result:
     product: str
     output: str
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | failed (| pending, in a report written while the batch runs)
     error: str = ""
     seconds: float = 0.0
     cloud_fraction: float | None = None
+    class_fractions: dict[str, float] | None = None
+    quicklook: str = ""  # the quicklook file (batch --quicklooks)
+    thumbnail: str = ""  # a data: URI for the HTML report; never in the JSON/CSV reports
 
 
 Product = Any  # a local Path, an http(s) URL (str) to a STAC item, or a pystac.Item
@@ -188,11 +197,13 @@ def _make_folder(folder: Path) -> None:
         raise InputError(folder, f"cannot create the output folder ({exc.strerror})") from None
 
 
-def is_complete(output: Path, stac: bool = False) -> bool:
+def is_complete(output: Path, stac: bool = False, quicklook: bool = False) -> bool:
     side = sidecar_path(output)
     if not (output.is_file() and side.is_file()):
         return False
     if stac and not stac_path(output).is_file():  # done before, without --stac
+        return False
+    if quicklook and not quicklook_path(output).is_file():  # done before, without --quicklooks
         return False
     try:
         return "class_fractions" in json.loads(side.read_text())
@@ -220,22 +231,49 @@ def _loaded(weights: str | None, device: str) -> tuple[Any, dict]:
     return _MODEL[key]
 
 
+def thumbnail(product: Product, output: str | Path, options: dict[str, Any], size: int) -> str:
+    """A small quicklook of a finished product as a ``data:`` URI, or "" if it cannot be made
+    (a report is no reason to fail a product)."""
+    from cloudmask_cli.products import open_product
+    from cloudmask_cli.quicklook import thumbnail_uri
+    from cloudmask_cli.remote import gdal_env
+
+    try:
+        with gdal_env():
+            scene = open_product(product, options.get("sensor"), options.get("resolution"))
+            try:
+                return thumbnail_uri(scene, Path(output), size=size)
+            finally:
+                scene.close()
+    except (InputError, ValueError, OSError, RuntimeError):
+        return ""
+
+
+def _done(product: Product, output: str, sidecar: dict[str, Any], **kw: Any) -> Result:
+    ql = sidecar.get("quicklook") or ""
+    return Result(label(product), output, cloud_fraction=_cloud_fraction(sidecar),
+                  class_fractions=sidecar.get("class_fractions"), quicklook=ql, **kw)  # fmt: skip
+
+
 def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
-    """Mask one product; never raises for a bad product (the error goes into the result)."""
+    """Mask one product; never raises for a bad product (the error goes into the result).
+
+    Batch-only options: ``quicklooks`` (a quicklook beside each mask, `quicklook_path`) and
+    ``thumbnail`` (px: a small quicklook for the HTML report, when there is no quicklook file).
+    """
     from cloudmask_cli.api import run
 
     t0 = time.perf_counter()
     opts = dict(options)
+    thumb = opts.pop("thumbnail", None)
+    if opts.pop("quicklooks", False):
+        opts["quicklook"] = quicklook_path(Path(output))
     try:
         loaded = _loaded(opts.get("weights"), opts.get("device", "auto"))
         sidecar = run(product, output, loaded=loaded, **opts)
-        return Result(
-            label(product),
-            output,
-            "done",
-            seconds=round(time.perf_counter() - t0, 2),
-            cloud_fraction=_cloud_fraction(sidecar),
-        )
+        uri = thumbnail(product, output, opts, thumb) if thumb and not opts.get("quicklook") else ""
+        return _done(product, output, sidecar, status="done", thumbnail=uri,
+                     seconds=round(time.perf_counter() - t0, 2))  # fmt: skip
     except (InputError, ValueError, OSError, RuntimeError) as exc:
         return Result(
             label(product),
@@ -254,7 +292,12 @@ def _init_worker(threads: int) -> None:
 
 # -- the batch --------------------------------------------------------------------------------
 def plan(
-    products: list[Product], out_dir: Path, pattern: str, overwrite: bool, stac: bool = False
+    products: list[Product],
+    out_dir: Path,
+    pattern: str,
+    overwrite: bool,
+    stac: bool = False,
+    quicklooks: bool = False,
 ) -> tuple[list, list]:
     """(to do: [(product, output)], skipped results)."""
     todo, skipped = [], []
@@ -266,11 +309,22 @@ def plan(
                 label(p), f"gives the same output {out.name} as {seen[out]}; change --pattern"
             )
         seen[out] = label(p)
-        if not overwrite and is_complete(out, stac):
-            skipped.append(Result(label(p), str(out), "skipped"))
+        if not overwrite and is_complete(out, stac, quicklooks):
+            skipped.append(_skipped(p, out))
         else:
             todo.append((p, out))
     return todo, skipped
+
+
+def _skipped(product: Product, out: Path) -> Result:
+    """A product complete before this batch, with the figures of its sidecar."""
+    try:
+        sidecar = json.loads(sidecar_path(out).read_text())
+    except (OSError, ValueError):
+        sidecar = {}
+    if not sidecar.get("quicklook") and quicklook_path(out).is_file():
+        sidecar["quicklook"] = str(quicklook_path(out))
+    return _done(product, str(out), sidecar, status="skipped")
 
 
 def run_batch(
@@ -283,27 +337,65 @@ def run_batch(
     scheduler: str | None = None,
     overwrite: bool = False,
     on_result: Callable[[Result], None] | None = None,
+    report: Path | None = None,
 ) -> list[Result]:
-    """Mask every product; returns one `Result` per product, in input order."""
+    """Mask every product; returns one `Result` per product, in input order.
+
+    ``options`` are `cloudmask_cli.api.run`'s, plus ``quicklooks`` (see `run_one`).
+    ``report`` (.html, .csv, else JSON) is written before the first product and rewritten
+    after each one, atomically: it can be opened while the batch runs.
+    """
     _make_folder(out_dir)
     stac = bool(options.get("stac"))
-    todo, results = plan(products, out_dir, pattern, overwrite, stac)
+    quicklooks = bool(options.get("quicklooks"))
+    if quicklooks:
+        from cloudmask_cli.quicklook import check_layout
+
+        check_layout(options.get("quicklook_layout", "side"), options.get("quicklook_size", 1024))
+    todo, results = plan(products, out_dir, pattern, overwrite, stac, quicklooks)
     # every output is checked before the first product is read: a folder in the way or an
     # unwritable --out-dir is one error now, not one failure per product after its work
-    check_outputs((f for _, out in todo for f in run_outputs(out, stac=stac)), overwrite=True)
+    ql = quicklook_path if quicklooks else (lambda _: None)
+    outputs = [f for _, out in todo for f in run_outputs(out, stac=stac, quicklook=ql(out))]
+    check_outputs(outputs + ([Path(report)] if report else []), overwrite=True)
+    html = report is not None and Path(report).suffix.lower() in (".html", ".htm")
+    if html and not quicklooks:
+        options = {**options, "thumbnail": THUMBNAIL}
+        for r in results:  # complete before: thumbnails of their masks, made here
+            if not r.quicklook:
+                r.thumbnail = thumbnail(_product_of(products, r), r.output, options, THUMBNAIL)
+    started = time.time()
+    pending = {str(out): Result(label(p), str(out), "pending") for p, out in todo}
+    order = {label(p): i for i, p in enumerate(products)}
+
+    def ordered(rs: list[Result]) -> list[Result]:
+        return sorted(rs, key=lambda r: order.get(r.product, 0))
+
+    def update(r: Result | None = None) -> None:
+        if r is not None:
+            pending.pop(r.output, None)
+        if report is not None:  # first: a caller told of a result finds it in the report
+            rows = ordered(results + list(pending.values())) if html else ordered(results)
+            write_report(rows, Path(report), finished=not pending, started=started)
+        if r is not None and on_result:
+            on_result(r)
+
     for r in results:
         if on_result:
             on_result(r)
+    update()
     # a product found incomplete is redone in place: its stale files are replaced
     opts = {**options, "overwrite": True}
+
+    def collect(r: Result) -> None:
+        results.append(r)
+        update(r)
+
     if scheduler:
-        results += _run_dask(todo, opts, scheduler, on_result)
+        _run_dask(todo, opts, scheduler, collect)
     elif workers <= 1:
         for p, out in todo:
-            r = run_one(p if not isinstance(p, Path) else str(p), str(out), opts)
-            results.append(r)
-            if on_result:
-                on_result(r)
+            collect(run_one(p if not isinstance(p, Path) else str(p), str(out), opts))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         opts["read_threads"] = min(opts.get("read_threads") or 2, threads)
@@ -317,12 +409,12 @@ def run_batch(
                 for p, out in todo
             ]
             for fut in as_completed(futures):
-                r = fut.result()
-                results.append(r)
-                if on_result:
-                    on_result(r)
-    order = {label(p): i for i, p in enumerate(products)}
-    return sorted(results, key=lambda r: order.get(r.product, 0))
+                collect(fut.result())
+    return ordered(results)
+
+
+def _product_of(products: list[Product], r: Result) -> Product:
+    return next(p for p in products if label(p) == r.product)
 
 
 def _run_dask(
@@ -361,13 +453,24 @@ def _run_dask(
     return results
 
 
-def write_report(results: list[Result], path: Path) -> None:
-    """A JSON or CSV report (by the file's extension)."""
-    rows = [asdict(r) for r in results]
+def write_report(
+    results: list[Result], path: Path, *, finished: bool = True, started: float | None = None
+) -> None:
+    """An HTML, CSV or JSON report (by the file's extension: .html/.htm, .csv, else JSON),
+    written atomically."""
+    if path.suffix.lower() in (".html", ".htm"):
+        from cloudmask_cli.report import write_html
+
+        write_html(results, path, finished=finished, started=started)
+        return
+    rows = [{k: v for k, v in asdict(r).items() if k != "thumbnail"} for r in results]
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     if path.suffix.lower() == ".csv":
+        fields = [k for k in Result.__dataclass_fields__ if k != "thumbnail"]
+        for row in rows:  # one cell: the fractions as JSON
+            row["class_fractions"] = json.dumps(row["class_fractions"] or {})
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(Result.__dataclass_fields__))
+            writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
     else:

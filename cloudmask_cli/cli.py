@@ -25,6 +25,15 @@ WIDE = 150  # columns for the wide tables when the output is not a terminal
 err = Console(stderr=True)
 
 
+# options shared by run, batch and info (defined once)
+QUICKLOOK_SIZE = typer.Option(
+    1024, "--quicklook-size", help="Longest side of a quicklook in pixels."
+)
+QUICKLOOK_LAYOUT = typer.Option(
+    "side", "--quicklook-layout", help="side (image | mask) | overlay (mask over the image)"
+)
+
+
 def _fail(exc: Exception, code: int = 2) -> None:
     err.print(f"cloudmask: error: {exc}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -104,17 +113,24 @@ def info(
     sensor: str | None = typer.Option(None, "--sensor", help="Sensor name or YAML."),
     resolution: float | None = typer.Option(None, "--resolution", help="Working grid (m)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    quicklook: Path | None = typer.Option(
+        None, "--quicklook", help="Also write a true-colour PNG of the product (replaced if there)."
+    ),
+    quicklook_size: int = QUICKLOOK_SIZE,
 ) -> None:
     """Describe a product: sensor, level, grid, bands and their radiometry, valid fraction."""
     from cloudmask_cli.products import open_product
+    from cloudmask_cli.quicklook import look_before_masking
     from cloudmask_cli.remote import gdal_env
 
     try:
         with gdal_env():
             scene = open_product(product, sensor=sensor, resolution=resolution)
+            if quicklook is not None:
+                look_before_masking(scene, quicklook, quicklook_size)
             data = scene.info()
             data["valid_fraction"] = round(scene.valid_fraction(), 4)
-    except InputError as exc:
+    except (InputError, ValueError) as exc:
         _fail(exc)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
@@ -197,6 +213,11 @@ def run(
     stac: bool = typer.Option(
         False, "--stac", help="Also write a STAC item beside the mask (mask.tif -> mask.stac.json)."
     ),
+    quicklook: Path | None = typer.Option(
+        None, "--quicklook", help="Also write a quicklook: the product beside its mask (.png)."
+    ),
+    quicklook_size: int = QUICKLOOK_SIZE,
+    quicklook_layout: str = QUICKLOOK_LAYOUT,
     threads: int | None = typer.Option(
         None,
         "--read-threads",
@@ -230,6 +251,9 @@ def run(
                 overwrite=overwrite,
                 read_threads=threads,
                 stac=stac,
+                quicklook=quicklook,
+                quicklook_size=quicklook_size,
+                quicklook_layout=quicklook_layout,
                 progress=progress,
                 notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}")),
             )
@@ -267,7 +291,16 @@ def batch(
         True, "--skip-existing/--no-skip-existing", help="Skip products already complete."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every product."),
-    report: Path | None = typer.Option(None, "--report", help="Report file (.json or .csv)."),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Report file: .html (a page with quicklooks, updated as the batch goes), .json, .csv.",
+    ),
+    quicklooks: bool = typer.Option(
+        False, "--quicklooks", help="Also write a quicklook per product (<output stem>.png)."
+    ),
+    quicklook_size: int = QUICKLOOK_SIZE,
+    quicklook_layout: str = QUICKLOOK_LAYOUT,
     sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF for every product."),
     dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF for every product."),
     resolution: float | None = typer.Option(None, "--resolution", help="Working grid (m)."),
@@ -306,7 +339,7 @@ def batch(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the failures."),
 ) -> None:
     """Mask many products; a failed product is reported and the batch goes on."""
-    from cloudmask_cli.batch import expand_inputs, run_batch, search_items, write_report
+    from cloudmask_cli.batch import expand_inputs, run_batch, search_items
 
     _logging(quiet, False)
     options = {
@@ -322,6 +355,9 @@ def batch(
         "overlap": overlap,
         "aoi": str(aoi) if aoi else None,
         "stac": stac,
+        "quicklooks": quicklooks,
+        "quicklook_size": quicklook_size,
+        "quicklook_layout": quicklook_layout,
     }
 
     def show(r: object) -> None:
@@ -353,11 +389,10 @@ def batch(
             scheduler=scheduler,
             overwrite=overwrite or not skip_existing,
             on_result=show,
+            report=report,
         )
     except (InputError, ValueError) as exc:
         _fail(exc)
-    if report:
-        write_report(results, report)
     failed = [r for r in results if r.status == "failed"]
     if not quiet:
         table = Table(title=f"{len(results)} products")

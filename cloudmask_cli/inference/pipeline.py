@@ -29,6 +29,7 @@ from cloudmask_cli.inference.blender import StripBlender
 from cloudmask_cli.inference.engine import Engine, default_read_threads
 from cloudmask_cli.inference.tiling import keep_windows, plan_windows
 from cloudmask_cli.inference.writer import MaskWriter
+from cloudmask_cli.products import product_id
 from cloudmask_cli.scene import Scene
 
 log = logging.getLogger("cloudmask")
@@ -198,35 +199,39 @@ def mask_to_file(
     model_info: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stac: bool = False,
+    quicklook: Path | None = None,
+    quicklook_size: int = 1024,
+    quicklook_layout: str = "side",
 ) -> dict[str, Any]:
-    """Mask a scene into a COG (and optional probability COG and STAC item); returns the
-    sidecar it wrote."""
+    """Mask a scene into a COG (and optional probability COG, STAC item and quicklook);
+    returns the sidecar it wrote."""
     t0 = time.perf_counter()
     stats = Stats()
     if stac:
         from cloudmask_cli.inference.stac import check_stac_source
 
         check_stac_source(scene.product, scene.metadata)
-    with MaskWriter(output, scene.grid, options.style, probabilities, overwrite, stac) as writer:
+    writer = MaskWriter(
+        output, scene.grid, options.style, probabilities, overwrite, stac, quicklook
+    )
+    with writer:
         for _, probs, valid in masked_strips(scene, engine, options, stats, progress):
             codes = fold(probs, options.style, valid).cpu().numpy()
             stats.counts += np.bincount(codes.ravel(), minlength=256)
             writer.write(codes, probs.cpu().numpy() if probabilities is not None else None)
         sidecar = _sidecar(scene, engine, options, stats, model_info, time.perf_counter() - t0)
-        writer.finish(sidecar)
+
+        def draw() -> None:  # from the finished COG's overviews and a decimated read
+            from cloudmask_cli.quicklook import write_quicklook
+
+            t1 = time.perf_counter()
+            write_quicklook(quicklook, scene, output, size=quicklook_size,
+                            layout=quicklook_layout, fractions=sidecar["class_fractions"])  # fmt: skip
+            sidecar["quicklook"] = str(quicklook)
+            sidecar["timings"]["quicklook_s"] = round(time.perf_counter() - t1, 3)
+
+        writer.finish(sidecar, draw if quicklook is not None else None)
     return sidecar
-
-
-def product_id(scene: Scene) -> str:
-    """The source product's identifier: the metadata's, else the product's file name."""
-    meta = scene.metadata
-    if meta.get("product_id"):
-        return str(meta["product_id"])
-    if meta.get("product_uri"):  # Sentinel-2
-        return str(meta["product_uri"]).removesuffix(".SAFE")
-    from cloudmask_cli.batch import product_name
-
-    return product_name(Path(scene.product))
 
 
 def _sidecar(

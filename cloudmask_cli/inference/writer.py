@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,19 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def run_outputs(mask: Path, probabilities: Path | None = None, stac: bool = False) -> list[Path]:
-    """Every file one run writes: the mask, its sidecar and, if asked for, the probabilities
-    and the STAC item."""
+def quicklook_path(output: Path) -> Path:
+    """Where `batch --quicklooks` puts a mask's quicklook: ``mask.tif`` -> ``mask.png``."""
+    return output.with_name(output.stem + ".png")
+
+
+def run_outputs(
+    mask: Path,
+    probabilities: Path | None = None,
+    stac: bool = False,
+    quicklook: Path | None = None,
+) -> list[Path]:
+    """Every file one run writes: the mask, its sidecar and, if asked for, the probabilities,
+    the STAC item and the quicklook."""
     from cloudmask_cli.inference.stac import stac_path
 
     paths = [Path(mask), sidecar_path(Path(mask))]
@@ -42,6 +52,11 @@ def run_outputs(mask: Path, probabilities: Path | None = None, stac: bool = Fals
         paths.append(Path(probabilities))
     if stac:
         paths.append(stac_path(Path(mask)))
+    if quicklook is not None:
+        from cloudmask_cli.quicklook import check_quicklook_path
+
+        check_quicklook_path(Path(quicklook))
+        paths.append(Path(quicklook))
     return paths
 
 
@@ -184,11 +199,12 @@ class MaskWriter:
         probabilities: Path | None = None,
         overwrite: bool = False,
         stac: bool = False,
+        quicklook: Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.style = style
         self.stac = stac
-        check_outputs(run_outputs(self.path, probabilities, stac), overwrite)
+        check_outputs(run_outputs(self.path, probabilities, stac, quicklook), overwrite)
         names = style_names(style)
         tags = {
             "CLOUDMASK_STYLE": style,
@@ -221,12 +237,17 @@ class MaskWriter:
             scaled[:, codes == NODATA] = NODATA
             self.probs.write(scaled)
 
-    def finish(self, sidecar: dict[str, Any]) -> None:
-        """Finish the rasters, then the STAC item (if asked for), then the sidecar: the
-        sidecar comes last, so its presence means the run is complete."""
+    def finish(
+        self, sidecar: dict[str, Any], before_sidecar: Callable[[], None] | None = None
+    ) -> None:
+        """Finish the rasters, then ``before_sidecar`` (the quicklook: it reads the finished
+        COG), the STAC item (if asked for), then the sidecar: the sidecar comes last, so its
+        presence means the run is complete."""
         self.mask.finish("MODE")
         if self.probs is not None:
             self.probs.finish("AVERAGE")
+        if before_sidecar is not None:
+            before_sidecar()
         side = sidecar_path(self.path)
         if self.stac:
             from cloudmask_cli.inference.stac import stac_path, write_item

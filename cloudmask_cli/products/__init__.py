@@ -84,4 +84,16 @@ def open_product(
     return scene
 
 
-__all__ = ["detect", "open_product"]
+def product_id(scene: Scene) -> str:
+    """The source product's identifier: the metadata's, else the product's file name."""
+    meta = scene.metadata
+    if meta.get("product_id"):
+        return str(meta["product_id"])
+    if meta.get("product_uri"):  # Sentinel-2
+        return str(meta["product_uri"]).removesuffix(".SAFE")
+    from cloudmask_cli.batch import product_name
+
+    return product_name(Path(scene.product))
+
+
+__all__ = ["detect", "open_product", "product_id"]
