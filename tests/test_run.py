@@ -185,6 +185,21 @@ def _rgbn_yaml(path: Path) -> Path:
     return path
 
 
+def test_windows_where_only_one_band_lacks_data_are_masked(tmp_path, tiny_weights):
+    """The windows are planned from a coarse read; one band with no data over part of the scene
+    (as a 60 m band can) must not drop windows where the other bands have data."""
+    rng = np.random.default_rng(1)
+    data = rng.integers(200, 4000, (4, 1100, 1100)).astype(np.uint16)
+    data[0, :, :600] = 0  # the blue band is empty over the left half, the others are not
+    tif = _stack(tmp_path / "s.tif", data)
+    out = tmp_path / "m.tif"
+    res = _run(
+        tif, "-o", out, "--weights", tiny_weights, "--sensor", _rgbn_yaml(tmp_path / "s.yaml")
+    )
+    assert res.exit_code == 0, res.output
+    assert (_read(out) != 255).all()
+
+
 @pytest.mark.parametrize("shape", [(37, 53), (517, 1029)])
 def test_small_and_odd_sized_stacks(tmp_path, tiny_weights, shape):
     rng = np.random.default_rng(0)

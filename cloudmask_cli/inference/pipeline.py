@@ -77,10 +77,11 @@ def plan(scene: Scene, options: RunOptions, aoi: AOI | None) -> list[Window]:
     if factor > 1 and len(windows) > 1:
         coarse = scene.with_resolution(scene.grid.resolution * factor)
         h, w = coarse.shape
-        # one band (the coarsest, cheapest to decode) and the scene's masks tell where the data
-        # is; the per-window check after reading catches the rest
-        cheapest = max(scene.primary, key=lambda i: scene.native_resolution(scene.bands[i]))
-        valid = np.isfinite(coarse.read(Window(0, 0, w, h), bands=[cheapest]))[0]
+        # every primary band at the coarse grid (reduced-resolution decodes, small next to the
+        # run): a pixel has data where any band has, as `_read` judges it. One band alone (the
+        # coarsest) dropped windows where only that band lacked data.
+        sample = coarse.read(Window(0, 0, w, h), bands=list(scene.primary))
+        valid = np.isfinite(sample).any(axis=0)
         coarse.close()
         # the coarse grid may round the extent: scale by the true ratio of sizes
         windows = keep_windows(windows, valid, scene.shape[0] / h)
