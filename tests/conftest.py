@@ -37,3 +37,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """An untrained tiny model saved as a checkpoint: runs end to end in seconds."""
+    import torch
+
+    from cloudmask_cli.model.checkpoint import save_checkpoint
+    from cloudmask_cli.model.network import ModelConfig, build_model
+
+    config = ModelConfig.tiny()
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny-test"},
+                    dtype=torch.float32)  # fmt: skip
+    return path

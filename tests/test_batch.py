@@ -13,27 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from typer.testing import CliRunner
 
 from cloudmask_cli.batch import expand_inputs, is_complete, output_for, run_batch
 from cloudmask_cli.cli import app
 from cloudmask_cli.demo.landsat import write_landsat
 from cloudmask_cli.demo.sentinel2 import write_sentinel2
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(
-        build_model(config, seed=0), config, path, metadata={"name": "tiny"}, dtype=torch.float32
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +37,8 @@ def products(tmp_path_factory) -> list[Path]:
     return [*good, bad]
 
 
-def _options(weights: Path) -> dict:
-    return {"weights": str(weights), "device": "cpu", "resolution": 60.0}
+def _options(tiny_weights: Path) -> dict:
+    return {"weights": str(tiny_weights), "device": "cpu", "resolution": 60.0}
 
 
 def test_expand_inputs_globs_and_lists(tmp_path, products):
@@ -62,7 +49,9 @@ def test_expand_inputs_globs_and_lists(tmp_path, products):
     assert output_for(products[1], tmp_path, "{name}.tif").name == products[1].name[:-4] + ".tif"
 
 
-def test_batch_reports_the_corrupt_product_and_finishes_the_others(tmp_path, products, weights):
+def test_batch_reports_the_corrupt_product_and_finishes_the_others(
+    tmp_path, products, tiny_weights
+):
     report = tmp_path / "report.csv"
     res = runner.invoke(
         app,
@@ -72,7 +61,7 @@ def test_batch_reports_the_corrupt_product_and_finishes_the_others(tmp_path, pro
             "--out-dir",
             str(tmp_path / "out"),
             "--weights",
-            str(weights),
+            str(tiny_weights),
             "--device",
             "cpu",
             "--resolution",
@@ -91,20 +80,20 @@ def test_batch_reports_the_corrupt_product_and_finishes_the_others(tmp_path, pro
     masks = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(masks) == 6 and all(m.endswith((".tif", ".tif.json")) for m in masks)
     # run again: everything complete is skipped, the corrupt one fails again
-    again = run_batch(products, tmp_path / "out", _options(weights))
+    again = run_batch(products, tmp_path / "out", _options(tiny_weights))
     assert [r.status for r in again] == ["skipped", "skipped", "skipped", "failed"]
 
 
-def test_two_local_workers_give_the_same_masks(tmp_path, products, weights):
-    one = run_batch(products[:3], tmp_path / "one", _options(weights), workers=1)
-    two = run_batch(products[:3], tmp_path / "two", _options(weights), workers=2)
+def test_two_local_workers_give_the_same_masks(tmp_path, products, tiny_weights):
+    one = run_batch(products[:3], tmp_path / "one", _options(tiny_weights), workers=1)
+    two = run_batch(products[:3], tmp_path / "two", _options(tiny_weights), workers=2)
     assert [r.status for r in one] == [r.status for r in two] == ["done"] * 3
     for a, b in zip(one, two, strict=True):
         with rasterio.open(a.output) as da, rasterio.open(b.output) as db:
             np.testing.assert_array_equal(da.read(), db.read())
 
 
-def test_interrupted_batch_leaves_no_partial_output_and_resumes(tmp_path, products, weights):
+def test_interrupted_batch_leaves_no_partial_output_and_resumes(tmp_path, products, tiny_weights):
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -115,7 +104,7 @@ def test_interrupted_batch_leaves_no_partial_output_and_resumes(tmp_path, produc
         "--out-dir",
         str(out),
         "--weights",
-        str(weights),
+        str(tiny_weights),
         "--device",
         "cpu",
         "-q",
@@ -137,25 +126,25 @@ def test_interrupted_batch_leaves_no_partial_output_and_resumes(tmp_path, produc
     assert len(list(out.glob("*.json"))) == 3
 
 
-def test_dask_local_cluster_matches_local_run(tmp_path, products, weights):
+def test_dask_local_cluster_matches_local_run(tmp_path, products, tiny_weights):
     distributed = pytest.importorskip("distributed")
-    local = run_batch(products, tmp_path / "local", _options(weights))
+    local = run_batch(products, tmp_path / "local", _options(tiny_weights))
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         remote = run_batch(
-            products, tmp_path / "dask", _options(weights), scheduler=cluster.scheduler_address
+            products, tmp_path / "dask", _options(tiny_weights), scheduler=cluster.scheduler_address
         )
     assert [r.status for r in remote] == [r.status for r in local] == ["done"] * 3 + ["failed"]
     for a, b in zip(local[:3], remote[:3], strict=True):
         with rasterio.open(a.output) as da, rasterio.open(b.output) as db:
             np.testing.assert_array_equal(da.read(), db.read())
         side = json.loads(Path(b.output + ".json").read_text())
-        assert side["model"]["name"] == "tiny"
+        assert side["model"]["name"] == "tiny-test"
 
 
 @pytest.mark.parametrize("case", ["out-dir-is-file", "unwritable", "output-is-folder"])
-def test_bad_out_dir_or_output_fails_before_any_product(tmp_path, products, weights, monkeypatch,
+def test_bad_out_dir_or_output_fails_before_any_product(tmp_path, products, tiny_weights, monkeypatch,
                                                         case):  # fmt: skip
     from cloudmask_cli.scene import Scene
 
@@ -189,7 +178,7 @@ def test_bad_out_dir_or_output_fails_before_any_product(tmp_path, products, weig
         problem = "is a folder"
     before = sorted(tmp_path.rglob("*"))
     res = runner.invoke(app, ["batch", *map(str, products[:3]), "--out-dir", str(out),
-                              "--weights", str(weights), "--device", "cpu", "--resolution", "60"])  # fmt: skip
+                              "--weights", str(tiny_weights), "--device", "cpu", "--resolution", "60"])  # fmt: skip
     assert res.exit_code == 2, res.output
     line = res.output.strip()
     assert "\n" not in line and line.startswith(f"cloudmask: error: {named}: "), line

@@ -8,27 +8,15 @@ from pathlib import Path
 
 import pystac
 import pytest
-import torch
 from stac_fixtures import ApiServer, Server, earth_search_s2, save
 from typer.testing import CliRunner
 
 from cloudmask_cli.batch import expand_inputs, output_for, safe_name
 from cloudmask_cli.cli import app
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 
 runner = CliRunner()
 KEYS = ["blue", "green", "red", "nir"]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny"},
-                    dtype=torch.float32)  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +29,12 @@ def _with_id(item: dict, new_id: str) -> dict:
     return dict(item, id=new_id)
 
 
-def _batch(out: Path, weights: Path, *args: str) -> object:
-    return runner.invoke(app, ["batch", *args, "--out-dir", str(out), "--weights", str(weights),
+def _batch(out: Path, tiny_weights: Path, *args: str) -> object:
+    return runner.invoke(app, ["batch", *args, "--out-dir", str(out), "--weights", str(tiny_weights),
                                "--device", "cpu", "--resolution", "40"])  # fmt: skip
 
 
-def test_items_itemcollection_and_catalogue(tmp_path, data, weights):
+def test_items_itemcollection_and_catalogue(tmp_path, data, tiny_weights):
     folder, item = data
     one = save(_with_id(item, "one"), folder / "one.json")
     fc = {"type": "FeatureCollection", "features": [_with_id(item, "two"), _with_id(item, "three")]}
@@ -61,7 +49,7 @@ def test_items_itemcollection_and_catalogue(tmp_path, data, weights):
                 a.href = str(folder / a.href)
     cat.save(pystac.CatalogType.SELF_CONTAINED)
     out = tmp_path / "out"
-    res = _batch(out, weights, str(one), str(folder / "items.json"),
+    res = _batch(out, tiny_weights, str(one), str(folder / "items.json"),
                  str(tmp_path / "catalog" / "catalog.json"), "--stac")  # fmt: skip
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir() if p.suffix == ".tif")
@@ -71,11 +59,11 @@ def test_items_itemcollection_and_catalogue(tmp_path, data, weights):
     assert side["product_id"] == "three"
 
 
-def test_item_urls_in_a_batch(tmp_path, data, weights):
+def test_item_urls_in_a_batch(tmp_path, data, tiny_weights):
     folder, item = data
     save(_with_id(item, "remote"), folder / "remote.json")
     with Server(folder) as srv:
-        res = _batch(tmp_path / "out", weights, f"{srv.url}/remote.json")
+        res = _batch(tmp_path / "out", tiny_weights, f"{srv.url}/remote.json")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "remote_cloudmask.tif").is_file()
 
@@ -106,18 +94,18 @@ def test_a_pattern_leaving_out_dir_is_refused(tmp_path, data):
     assert safe_name("S2A_39QTA_20230628_0_L2A") == "S2A_39QTA_20230628_0_L2A"
 
 
-def test_batch_with_a_hostile_id_writes_nothing_outside(tmp_path, data, weights):
+def test_batch_with_a_hostile_id_writes_nothing_outside(tmp_path, data, tiny_weights):
     folder, item = data
     fc = {"type": "FeatureCollection", "features": [_with_id(item, "../escaped")]}
     (folder / "hostile.json").write_text(json.dumps(fc))
     out = tmp_path / "deep" / "out"
-    res = _batch(out, weights, str(folder / "hostile.json"))
+    res = _batch(out, tiny_weights, str(folder / "hostile.json"))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
     assert (out / "escaped_cloudmask.tif").is_file()
 
 
-def test_stac_api_search(tmp_path, data, weights):
+def test_stac_api_search(tmp_path, data, tiny_weights):
     folder, item = data
     items = [_with_id(item, "api-1"), _with_id(item, "api-2"),
              dict(_with_id(item, "other"), collection="landsat-c2-l2")]  # fmt: skip
@@ -126,7 +114,7 @@ def test_stac_api_search(tmp_path, data, weights):
                         else a for k, a in it["assets"].items()}  # fmt: skip
     pytest.importorskip("pystac_client", reason="cloudmask[stac] extra not installed")
     with ApiServer(folder, items) as srv:
-        res = _batch(tmp_path / "out", weights, "--stac-api", srv.url, "--collection",
+        res = _batch(tmp_path / "out", tiny_weights, "--stac-api", srv.url, "--collection",
                      "sentinel-2-l2a", "--bbox", "48.1,18.8,48.3,19.0", "--datetime",
                      "2023-06-01/2023-07-01")  # fmt: skip
         searches = srv.stats["searches"]

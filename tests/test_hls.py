@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from rasterio.windows import Window
 from stac_fixtures import field, hls, save, write_cog
 from typer.testing import CliRunner
@@ -256,18 +255,6 @@ def test_info_prints_the_granule(tmp_path):
     assert data["bands"][0]["radiometry"]["scale"] == 1e-4
     assert data["bands"][-1]["radiometry"]["offset"] == 273.15
     assert data["valid_fraction"] == pytest.approx((N - 3) / N, abs=0.01)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from cloudmask_cli.model.checkpoint import save_checkpoint
-    from cloudmask_cli.model.network import ModelConfig, build_model
-
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny"},
-                    dtype=torch.float32)  # fmt: skip
-    return path
 
 
 def test_run_on_an_s30_granule_writes_a_mask(tmp_path, tiny_weights):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from conftest import require
 from rasterio.crs import CRS
@@ -286,18 +285,6 @@ def test_info_says_which_level_it_read(tmp_path):
         "scale": SR_MULT, "offset": SR_ADD,
         "formula": "REFLECTANCE_MULT_BAND_1 * DN + REFLECTANCE_ADD_BAND_1 (surface reflectance)",
     }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from cloudmask_cli.model.checkpoint import save_checkpoint
-    from cloudmask_cli.model.network import ModelConfig, build_model
-
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny"},
-                    dtype=torch.float32)  # fmt: skip
-    return path
 
 
 def test_run_on_l2sp_writes_a_mask(tmp_path, tiny_weights):

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -16,22 +15,10 @@ from cloudmask_cli.classes import colormap
 from cloudmask_cli.cli import app
 from cloudmask_cli.demo.sentinel2 import write_sentinel2
 from cloudmask_cli.inference.writer import MaskWriter
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 from cloudmask_cli.products import open_product
 from cloudmask_cli.quicklook import NODATA_RGB, pick_bands, write_quicklook
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(
-        build_model(config, seed=0), config, path, metadata={"name": "tiny"}, dtype=torch.float32
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +127,10 @@ def test_fallbacks_without_red_green_blue(s2):
     assert how == "single band" and idx == [0, 0, 0]
 
 
-def test_run_quicklook_end_to_end(tmp_path, s2, weights):
+def test_run_quicklook_end_to_end(tmp_path, s2, tiny_weights):
     out = tmp_path / "mask.tif"
     png = tmp_path / "mask.png"
-    res = runner.invoke(app, ["run", str(s2), "-o", str(out), "--weights", str(weights),
+    res = runner.invoke(app, ["run", str(s2), "-o", str(out), "--weights", str(tiny_weights),
                               "--device", "cpu", "--resolution", "60", "--quicklook", str(png)])  # fmt: skip
     assert res.exit_code == 0, res.output
     side = json.loads(Path(str(out) + ".json").read_text())
@@ -165,7 +152,7 @@ def test_run_quicklook_end_to_end(tmp_path, s2, weights):
 
 
 @pytest.mark.parametrize("case", ["missing-folder", "extension", "unwritable"])
-def test_bad_quicklook_path_fails_before_any_work(tmp_path, s2, weights, case, monkeypatch):
+def test_bad_quicklook_path_fails_before_any_work(tmp_path, s2, tiny_weights, case, monkeypatch):
     from cloudmask_cli.scene import Scene
 
     reads = []
@@ -174,7 +161,7 @@ def test_bad_quicklook_path_fails_before_any_work(tmp_path, s2, weights, case, m
     png = {"missing-folder": tmp_path / "nope" / "q.png", "extension": tmp_path / "q.gif",
            "unwritable": Path("/sys/q.png")}[case]  # fmt: skip
     out = tmp_path / "mask.tif"
-    res = runner.invoke(app, ["run", str(s2), "-o", str(out), "--weights", str(weights),
+    res = runner.invoke(app, ["run", str(s2), "-o", str(out), "--weights", str(tiny_weights),
                               "--device", "cpu", "--quicklook", str(png)])  # fmt: skip
     assert res.exit_code == 2, res.output
     line = res.output.strip()

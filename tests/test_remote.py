@@ -13,14 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from rasterio.warp import transform_geom
 from stac_fixtures import ORIGIN, Server, earth_search_s2, file_bytes, save
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 from cloudmask_cli.remote import gdal_path
 
 runner = CliRunner()
@@ -32,15 +29,6 @@ def quick_retries(monkeypatch):
     # GDAL's own settings, read from the environment: a user's value wins over remote.py's
     monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.05")
     monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "10")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny-test"},
-                    dtype=torch.float32)  # fmt: skip
-    return path
 
 
 def _served(folder: Path, size_m: float) -> Path:
@@ -59,8 +47,8 @@ def large(tmp_path_factory) -> Path:
     return _served(tmp_path_factory.mktemp("large"), 25600.0)  # 2560 px at 10 m
 
 
-def _run(url: str, out: Path, weights: Path, *extra: str) -> object:
-    return runner.invoke(app, ["run", url, "-o", str(out), "--weights", str(weights),
+def _run(url: str, out: Path, tiny_weights: Path, *extra: str) -> object:
+    return runner.invoke(app, ["run", url, "-o", str(out), "--weights", str(tiny_weights),
                                "--device", "cpu", *extra])  # fmt: skip
 
 
@@ -72,7 +60,7 @@ def test_gdal_paths_for_the_cloud_schemes():
     assert gdal_path("file:///data/a.tif", "a") == "/data/a.tif"
 
 
-def test_run_and_info_on_an_item_url(tmp_path, small, weights):
+def test_run_and_info_on_an_item_url(tmp_path, small, tiny_weights):
     with Server(small) as srv:
         url = f"{srv.url}/item.json"
         res = runner.invoke(app, ["info", url, "--json"])
@@ -80,7 +68,7 @@ def test_run_and_info_on_an_item_url(tmp_path, small, weights):
         info = json.loads(res.output)
         assert [b["name"] for b in info["bands"]] == ["B02", "B03", "B04", "B08"]
         assert info["bands"][0]["path"].startswith(f"/vsicurl/{srv.url}/")
-        res = _run(url, tmp_path / "m.tif", weights, "--stac")
+        res = _run(url, tmp_path / "m.tif", tiny_weights, "--stac")
         assert res.exit_code == 0, res.output
         assert srv.stats["requests"] > 0
     with rasterio.open(tmp_path / "m.tif") as ds:
@@ -91,14 +79,14 @@ def test_run_and_info_on_an_item_url(tmp_path, small, weights):
     assert [lnk["href"] for lnk in item["links"] if lnk["rel"] == "derived_from"] == [url]
 
 
-def test_small_aoi_fetches_a_small_part_of_the_files(tmp_path, large, weights):
+def test_small_aoi_fetches_a_small_part_of_the_files(tmp_path, large, tiny_weights):
     x, y = ORIGIN[0] + 12800, ORIGIN[1] - 12800  # the centre of the scene
     box = {"type": "Polygon", "coordinates": [[[x, y], [x + 200, y], [x + 200, y - 200],
                                                [x, y - 200], [x, y]]]}  # fmt: skip
     aoi = tmp_path / "aoi.geojson"
     aoi.write_text(json.dumps(transform_geom("EPSG:32639", "EPSG:4326", box)))
     with Server(large) as srv:
-        res = _run(f"{srv.url}/item.json", tmp_path / "m.tif", weights, "--aoi", str(aoi))
+        res = _run(f"{srv.url}/item.json", tmp_path / "m.tif", tiny_weights, "--aoi", str(aoi))
         assert res.exit_code == 0, res.output
         fetched = srv.stats["bytes"]
     total = file_bytes(large)
@@ -108,39 +96,39 @@ def test_small_aoi_fetches_a_small_part_of_the_files(tmp_path, large, weights):
     assert 0 < (codes != 255).sum() <= 25 * 25  # ~20 x 20 px inside the AOI
 
 
-def test_missing_asset_is_one_line_naming_it_exit_2_no_output(tmp_path, small, weights):
+def test_missing_asset_is_one_line_naming_it_exit_2_no_output(tmp_path, small, tiny_weights):
     folder = tmp_path / "srv"
     folder.mkdir()
     for p in small.iterdir():
         if p.name != "B04.tif":
             (folder / p.name).write_bytes(p.read_bytes())
     with Server(folder) as srv:
-        res = _run(f"{srv.url}/item.json", tmp_path / "m.tif", weights)
+        res = _run(f"{srv.url}/item.json", tmp_path / "m.tif", tiny_weights)
     assert res.exit_code == 2, res.output
     line = res.output.strip()
     assert "\n" not in line and "asset 'red'" in line and "404" in line, line
     assert not list(tmp_path.glob("m.tif*")) and not list(tmp_path.glob(".m.tif*"))
 
 
-def test_server_dying_mid_run_leaves_no_output_and_a_rerun_completes(tmp_path, large, weights):
+def test_server_dying_mid_run_leaves_no_output_and_a_rerun_completes(tmp_path, large, tiny_weights):
     out = tmp_path / "out"
     out.mkdir()
     args = ("--resolution", "40")
     with Server(large) as srv:
-        res = _run(f"{srv.url}/item.json", out / "ref.tif", weights, *args)
+        res = _run(f"{srv.url}/item.json", out / "ref.tif", tiny_weights, *args)
         assert res.exit_code == 0, res.output
         needed = srv.stats["bytes"]
     with rasterio.open(out / "ref.tif") as ds:
         reference = ds.read(1)
     with Server(large, die_after=needed // 2) as srv:
-        res = _run(f"{srv.url}/item.json", out / "m.tif", weights, *args)
+        res = _run(f"{srv.url}/item.json", out / "m.tif", tiny_weights, *args)
         assert srv.stats["dead"], "the server died during the run"
     assert res.exit_code == 2, res.output
     line = res.output.strip()
     assert "\n" not in line and "Traceback" not in line and line.startswith("cloudmask: error:")
     assert sorted(p.name for p in out.iterdir()) == ["ref.tif", "ref.tif.json"], "no leftovers"
     with Server(large) as srv:
-        res = _run(f"{srv.url}/item.json", out / "m.tif", weights, *args)
+        res = _run(f"{srv.url}/item.json", out / "m.tif", tiny_weights, *args)
         assert res.exit_code == 0, res.output
     with rasterio.open(out / "m.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), reference)

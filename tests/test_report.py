@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -19,8 +18,6 @@ from cloudmask_cli.batch import run_batch
 from cloudmask_cli.cli import app
 from cloudmask_cli.demo.landsat import write_landsat
 from cloudmask_cli.demo.sentinel2 import write_sentinel2
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 
 runner = CliRunner()
 
@@ -80,16 +77,6 @@ def _parse(dom: str) -> _Rows:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(
-        build_model(config, seed=0), config, path, metadata={"name": "tiny"}, dtype=torch.float32
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
 def products(tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("products")
     bad = root / "d" / "LC08_L1TP_001001_20200101_20200102_02_T1.tar"
@@ -102,12 +89,12 @@ def products(tmp_path_factory) -> list[Path]:
     ]
 
 
-def test_html_report_in_a_real_browser(tmp_path, products, weights):
+def test_html_report_in_a_real_browser(tmp_path, products, tiny_weights):
     _browser()  # skip before the work when there is no browser
     out = tmp_path / "out"
     report = tmp_path / "report.html"  # not in --out-dir: the links are relative to the page
     res = runner.invoke(app, ["batch", *map(str, products), "--out-dir", str(out), "--weights",
-                              str(weights), "--device", "cpu", "--resolution", "60",
+                              str(tiny_weights), "--device", "cpu", "--resolution", "60",
                               "--report", str(report)])  # fmt: skip
     assert res.exit_code == 1, res.output  # one product failed
     page = report.read_text()
@@ -143,14 +130,14 @@ def test_html_report_in_a_real_browser(tmp_path, products, weights):
     assert len(colours) > 200, "thumbnails are drawn"
 
 
-def test_report_is_written_as_the_batch_goes_and_links_quicklooks(tmp_path, products, weights):
+def test_report_is_written_as_the_batch_goes_and_links_quicklooks(tmp_path, products, tiny_weights):
     report = tmp_path / "out" / "report.html"
     seen: list[str] = []
 
     def peek(r) -> None:
         seen.append(report.read_text())
 
-    options = {"weights": str(weights), "device": "cpu", "resolution": 60.0, "quicklooks": True,
+    options = {"weights": str(tiny_weights), "device": "cpu", "resolution": 60.0, "quicklooks": True,
                "quicklook_size": 400}  # fmt: skip
     results = run_batch(products[:2], tmp_path / "out", options, report=report, on_result=peek)
     assert [r.status for r in results] == ["done", "done"]
@@ -170,10 +157,10 @@ def test_report_is_written_as_the_batch_goes_and_links_quicklooks(tmp_path, prod
     assert all(r["data-cloud"] for r in rows.rows) and len(rows.images) == 2
 
 
-def test_unwritable_report_fails_before_any_product(tmp_path, products, weights):
+def test_unwritable_report_fails_before_any_product(tmp_path, products, tiny_weights):
     report = tmp_path / "missing" / "report.html"
     res = runner.invoke(app, ["batch", *map(str, products[:2]), "--out-dir", str(tmp_path / "o"),
-                              "--weights", str(weights), "--report", str(report)])  # fmt: skip
+                              "--weights", str(tiny_weights), "--report", str(report)])  # fmt: skip
     assert res.exit_code == 2, res.output
     assert res.output.strip().startswith(f"cloudmask: error: {report}: ")
     assert not any((tmp_path / "o").iterdir()), "no product was masked"

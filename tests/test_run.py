@@ -19,20 +19,8 @@ from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
 from cloudmask_cli.demo.sentinel2 import write_sentinel2
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = ModelConfig.tiny()
-    model = build_model(config, seed=0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_checkpoint(model, config, path, metadata={"name": "tiny-test"}, dtype=torch.float32)
-    return path
 
 
 @pytest.fixture(scope="session")

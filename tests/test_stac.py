@@ -16,7 +16,6 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-import torch
 from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
 from rasterio.warp import transform as warp_points
 from shapely.geometry import Point, shape
@@ -28,20 +27,9 @@ from cloudmask_cli.cli import app
 from cloudmask_cli.demo.landsat import write_landsat
 from cloudmask_cli.demo.sentinel2 import write_sentinel2
 from cloudmask_cli.inference.stac import PROCESSING_SCHEMA, stac_path
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 from cloudmask_cli.products import open_product
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny-test"},
-                    dtype=torch.float32)  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +37,8 @@ def s2(tmp_path_factory) -> Path:
     return write_sentinel2(tmp_path_factory.mktemp("s2"), level="L1C", size_10m=240, seed=1)
 
 
-def _run(product: Path, out: Path, weights: Path, *extra: str) -> object:
-    return runner.invoke(app, ["run", str(product), "-o", str(out), "--weights", str(weights),
+def _run(product: Path, out: Path, tiny_weights: Path, *extra: str) -> object:
+    return runner.invoke(app, ["run", str(product), "-o", str(out), "--weights", str(tiny_weights),
                                "--device", "cpu", "--resolution", "60", *extra])  # fmt: skip
 
 
@@ -65,9 +53,9 @@ def test_stac_path_is_beside_the_mask():
 
 
 @pytest.mark.parametrize("style", ["7class", "cloud"])
-def test_run_writes_a_stac_item_pystac_reads(tmp_path, s2, weights, style):
+def test_run_writes_a_stac_item_pystac_reads(tmp_path, s2, tiny_weights, style):
     out = tmp_path / "mask.tif"
-    res = _run(s2, out, weights, "--stac", "--style", style)
+    res = _run(s2, out, tiny_weights, "--stac", "--style", style)
     assert res.exit_code == 0, res.output
     item_file = tmp_path / "mask.stac.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.stac.json", "mask.tif",
@@ -122,8 +110,8 @@ def test_run_writes_a_stac_item_pystac_reads(tmp_path, s2, weights, style):
     # processing: cloudmask's version, the model's name and its full SHA-256
     assert PROCESSING_SCHEMA in item.stac_extensions
     software = item.properties["processing:software"]
-    assert software == {"cloudmask": __version__, "tiny-test": f"sha256:{_sha256(weights)}"}
-    assert side["model"]["weights_sha256"] == _sha256(weights)
+    assert software == {"cloudmask": __version__, "tiny-test": f"sha256:{_sha256(tiny_weights)}"}
+    assert side["model"]["weights_sha256"] == _sha256(tiny_weights)
 
     # geometry: the valid pixels' footprint in WGS84 (the demo has a no-data wedge)
     footprint = shape(item.geometry)
@@ -138,19 +126,19 @@ def test_run_writes_a_stac_item_pystac_reads(tmp_path, s2, weights, style):
     assert inside < 0.2, "the no-data wedge is outside the footprint"
 
 
-def test_stac_item_is_an_output_checked_before_any_work(tmp_path, s2, weights):
+def test_stac_item_is_an_output_checked_before_any_work(tmp_path, s2, tiny_weights):
     out = tmp_path / "mask.tif"
     (tmp_path / "mask.stac.json").mkdir()
-    res = _run(s2, out, weights, "--stac", "--overwrite")
+    res = _run(s2, out, tiny_weights, "--stac", "--overwrite")
     assert res.exit_code == 2 and "mask.stac.json: is a folder" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.stac.json"]
     (tmp_path / "mask.stac.json").rmdir()
     (tmp_path / "mask.stac.json").write_text("{}")
-    res = _run(s2, out, weights, "--stac")
+    res = _run(s2, out, tiny_weights, "--stac")
     assert res.exit_code == 2 and "mask.stac.json: already exists" in res.output, res.output
 
 
-def test_stac_for_a_product_without_acquisition_time_is_refused(tmp_path, weights):
+def test_stac_for_a_product_without_acquisition_time_is_refused(tmp_path, tiny_weights):
     data = np.full((4, 30, 30), 1500, np.uint16)
     tif = tmp_path / "stack.tif"
     with rasterio.open(tif, "w", driver="GTiff", width=30, height=30, count=4, dtype="uint16",
@@ -163,17 +151,17 @@ def test_stac_for_a_product_without_acquisition_time_is_refused(tmp_path, weight
         for n, w in (("b", [452, 512]), ("g", [533, 590]), ("r", [636, 673]), ("n", [851, 879]))
     ))  # fmt: skip
     res = runner.invoke(app, ["run", str(tif), "-o", str(tmp_path / "m.tif"), "--sensor",
-                              str(sensor), "--weights", str(weights), "--stac"])  # fmt: skip
+                              str(sensor), "--weights", str(tiny_weights), "--stac"])  # fmt: skip
     assert res.exit_code == 2
     line = res.output.strip()
     assert "\n" not in line and "stack.tif: has no acquisition time" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "stack.tif"]
 
 
-def test_batch_writes_one_item_per_product(tmp_path, s2, weights):
+def test_batch_writes_one_item_per_product(tmp_path, s2, tiny_weights):
     landsat = write_landsat(tmp_path / "in", spacecraft="LC08", size=60, seed=3, tar=True)
     out = tmp_path / "out"
-    args = ["batch", str(s2), str(landsat), "--out-dir", str(out), "--weights", str(weights),
+    args = ["batch", str(s2), str(landsat), "--out-dir", str(out), "--weights", str(tiny_weights),
             "--device", "cpu", "--resolution", "60", "-q"]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0  # without --stac: no items
     assert not list(out.glob("*.stac.json"))

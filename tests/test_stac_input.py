@@ -9,28 +9,16 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-import torch
 from rasterio.windows import Window
 from stac_fixtures import earth_search_s2, hls, landsat_l2, planetary_s2, save
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.model.checkpoint import save_checkpoint
-from cloudmask_cli.model.network import ModelConfig, build_model
 from cloudmask_cli.products import open_product
 
 runner = CliRunner()
 S2_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    config = ModelConfig.tiny()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny-test"},
-                    dtype=torch.float32)  # fmt: skip
-    return path
 
 
 def _mean(scene, band: str) -> tuple[float, float]:
@@ -102,12 +90,12 @@ def test_no_data_from_scl_qa_pixel_and_fmask(tmp_path):
     assert np.isfinite(full[:, :-2, :-2]).all()
 
 
-def test_run_on_an_item_writes_mask_sidecar_and_stac_item(tmp_path, weights):
+def test_run_on_an_item_writes_mask_sidecar_and_stac_item(tmp_path, tiny_weights):
     item = save(earth_search_s2(tmp_path / "data", keys=["blue", "green", "red", "nir", "scl"]),
                 tmp_path / "item.json")  # fmt: skip
     out = tmp_path / "out" / "mask.tif"
     out.parent.mkdir()
-    res = runner.invoke(app, ["run", str(item), "-o", str(out), "--weights", str(weights),
+    res = runner.invoke(app, ["run", str(item), "-o", str(out), "--weights", str(tiny_weights),
                               "--device", "cpu", "--stac"])  # fmt: skip
     assert res.exit_code == 0, res.output
     side = json.loads((out.parent / "mask.tif.json").read_text())
