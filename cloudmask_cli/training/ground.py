@@ -112,12 +112,7 @@ class BrightGround(RangedAugmentation):
         noise_seed = int(rng.integers(0, 2**31))
         if not fire or _cloudy(x, possible):
             return x, possible
-        weight = None
-        if patchy:
-            n = fractal_noise(x.shape[1:], np.random.default_rng(noise_seed), beta, outer)
-            t = float(np.quantile(n[::2, ::2], 1.0 - cover))
-            u = np.clip((n - np.float32(t)) * np.float32(2.0), 0.0, 1.0)  # soft edges
-            weight = u * u * (3.0 - 2.0 * u)
+        weight = patch_weight(x.shape[1:], noise_seed, beta, outer, cover, 2.0) if patchy else None
         return brighten_ground(
             x,
             bands,
@@ -129,6 +124,52 @@ class BrightGround(RangedAugmentation):
             haze=haze,
             weight=weight,
         )
+
+
+def patch_weight(
+    shape: tuple[int, ...], seed: int, beta: float, outer: float, cover: float, sharpness: float
+) -> np.ndarray:
+    """[H, W] in [0, 1]: fractal patches over ``cover`` of the crop, smooth edges whose width
+    falls as ``sharpness`` rises."""
+    n = fractal_noise(shape, np.random.default_rng(seed), beta, outer)
+    t = float(np.quantile(n[::2, ::2], 1.0 - cover))
+    u = np.clip((n - np.float32(t)) * np.float32(sharpness), 0.0, 1.0)
+    return u * u * (3.0 - 2.0 * u)
+
+
+def checked(
+    x: np.ndarray, bands: Sequence[Band], possible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` as float32 ``[N, H, W]`` and ``possible`` as bool ``[7, H, W]``, or ValueError."""
+    x = np.asarray(x, dtype=np.float32)
+    possible = np.asarray(possible, dtype=bool)
+    if x.ndim != 3 or x.shape[0] != len(bands):
+        raise ValueError(f"x must be [N, H, W] with N = len(bands) = {len(bands)}, got {x.shape}")
+    if possible.shape != (len(CLASSES), *x.shape[1:]):
+        raise ValueError(f"possible must be [{len(CLASSES)}, H, W], got {possible.shape}")
+    return x, possible
+
+
+def blend_spectrum(
+    out: np.ndarray,
+    x: np.ndarray,
+    refl: Sequence[int],
+    eligible: np.ndarray,
+    spectrum: np.ndarray,
+    contrast: float,
+    w: np.ndarray,
+) -> None:
+    """Write into ``out`` the reflective bands ``refl`` of the ``eligible`` pixels: ``spectrum``
+    (one value per band) times each pixel's brightness relative to their median, to the power
+    ``contrast`` (the texture kept), blended with the old values by ``w``."""
+    bright = np.nanmean(x[refl][:, eligible], axis=0)
+    median = float(np.median(bright))
+    rel = np.clip(bright / max(median, 1e-3), 0.2, 3.0) ** np.float32(contrast)
+    new = np.multiply.outer(np.asarray(spectrum, np.float32), rel)
+    old = x[refl][:, eligible]
+    blended = old + w * (new - old)
+    for j, i in enumerate(refl):
+        out[i][eligible] = blended[j]
 
 
 def _cloudy(x: np.ndarray, possible: np.ndarray, limit: float = 0.01) -> bool:
@@ -156,12 +197,7 @@ def brighten_ground(
     ``weight`` ``[H, W]`` in [0, 1] blends the original (0) and the new ground (1); None: 1.
     Pixels with weight > 0 become land.
     """
-    x = np.asarray(x, dtype=np.float32)
-    possible = np.asarray(possible, dtype=bool)
-    if x.ndim != 3 or x.shape[0] != len(bands):
-        raise ValueError(f"x must be [N, H, W] with N = len(bands) = {len(bands)}, got {x.shape}")
-    if possible.shape != (len(CLASSES), *x.shape[1:]):
-        raise ValueError(f"possible must be [{len(CLASSES)}, H, W], got {possible.shape}")
+    x, possible = checked(x, bands, possible)
     refl = [i for i, b in enumerate(bands) if b.type == REFLECTIVE]
     therm = [i for i, b in enumerate(bands) if b.type == THERMAL]
     eligible = np.isfinite(x).all(axis=0) & possible[_LAND] & ~possible[_CLOUD].any(axis=0)
@@ -171,16 +207,8 @@ def brighten_ground(
         return x, possible
     out = x.copy()
     w = np.ones(int(eligible.sum()), np.float32) if weight is None else weight[eligible]
-    # Relative brightness of each pixel (mean over the reflective bands), compressed.
-    bright = np.nanmean(x[refl][:, eligible], axis=0)
-    median = float(np.median(bright))
-    rel = np.clip(bright / max(median, 1e-3), 0.2, 3.0) ** np.float32(contrast)
     soil = soil_reflectance([bands[i] for i in refl], level, sandiness, haze)
-    new = np.multiply.outer(soil, rel)
-    old = x[refl][:, eligible]
-    blended = old + w * (new - old)
-    for j, i in enumerate(refl):
-        out[i][eligible] = blended[j]
+    blend_spectrum(out, x, refl, eligible, soil, contrast, w)
     for i in therm:
         out[i][eligible] = x[i][eligible] + w * np.float32(warming)
     # Land only, even where the label allowed shadow too (Biome's "clear"): a free shadow bit

@@ -32,14 +32,13 @@ import numpy as np
 
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.sensors import Band
-from cloudmask_cli.training.ground import _cloudy
+from cloudmask_cli.training.ground import _cloudy, blend_spectrum, checked, patch_weight
 from cloudmask_cli.training.synthetic import (
     REFLECTIVE,
     THERMAL,
     RangedAugmentation,
     _band_samples,
     _wv_transmittance,
-    fractal_noise,
 )
 
 _IDX = {c: i for i, c in enumerate(CLASSES)}
@@ -131,11 +130,8 @@ class SnowAndWater(RangedAugmentation):
         if not fire or not refl or _cloudy(x, possible) or (is_snow and not _sees_snow(bands)):
             return x, possible
         weight = None
-        if not (is_snow and whole):
-            n = fractal_noise(x.shape[1:], np.random.default_rng(noise_seed), beta, outer)
-            t = float(np.quantile(n[::2, ::2], 1.0 - cover))
-            u = np.clip((n - np.float32(t)) * np.float32(4.0), 0.0, 1.0)  # narrow soft edges
-            weight = u * u * (3.0 - 2.0 * u)
+        if not (is_snow and whole):  # narrower soft edges than bright ground's
+            weight = patch_weight(x.shape[1:], noise_seed, beta, outer, cover, 4.0)
         if is_snow:
             spectrum = snow_reflectance(refl, level, age, haze)
             return rewrite_surface(x, bands, possible, "snow", spectrum, 0.4, kelvin, weight)
@@ -173,12 +169,7 @@ def rewrite_surface(
     The label becomes ``surface`` where the weight is at least 0.5, and allows both the old
     classes and ``surface`` where it is between 0 and 0.5.
     """
-    x = np.asarray(x, dtype=np.float32)
-    possible = np.asarray(possible, dtype=bool)
-    if x.ndim != 3 or x.shape[0] != len(bands):
-        raise ValueError(f"x must be [N, H, W] with N = len(bands) = {len(bands)}, got {x.shape}")
-    if possible.shape != (len(CLASSES), *x.shape[1:]):
-        raise ValueError(f"possible must be [{len(CLASSES)}, H, W], got {possible.shape}")
+    x, possible = checked(x, bands, possible)
     refl = [i for i, b in enumerate(bands) if b.type == REFLECTIVE]
     if len(spectrum) != len(refl):
         raise ValueError(f"spectrum has {len(spectrum)} values for {len(refl)} reflective bands")
@@ -191,13 +182,7 @@ def rewrite_surface(
         return x, possible
     out = x.copy()
     w = np.ones(int(eligible.sum()), np.float32) if weight is None else weight[eligible]
-    bright = np.nanmean(x[refl][:, eligible], axis=0)
-    rel = np.clip(bright / max(float(np.median(bright)), 1e-3), 0.2, 3.0) ** np.float32(contrast)
-    new = np.multiply.outer(np.asarray(spectrum, np.float32), rel)
-    old = x[refl][:, eligible]
-    blended = old + w * (new - old)
-    for j, i in enumerate(refl):
-        out[i][eligible] = blended[j]
+    blend_spectrum(out, x, refl, eligible, spectrum, contrast, w)
     for i, b in enumerate(bands):
         v = x[i][eligible]
         if b.type == THERMAL:
