@@ -349,3 +349,20 @@ def test_selection_fraction_is_checked(tmp_path: Path) -> None:
         parse_config(tiny_config(tmp_path, selection_fraction=1.5), "tiny.yaml")
     with pytest.raises(InputError, match="ema must be in"):
         parse_config(tiny_config(tmp_path, ema=1.0), "tiny.yaml")
+
+
+def test_cosine_decay_ends_on_the_small_rate(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data", n_train=8, n_val=2)
+    opt = {"lr": 1e-3, "warmup_start": 1e-4, "warmup_steps": 2, "plateau_lrs": [],
+           "decay_to": 1e-5}  # fmt: skip
+    raw = tiny_config(data, select_on="last", epochs=2, steps_per_epoch=4, optimiser=opt)
+    train(parse_config(raw, "tiny.yaml"), out=tmp_path / "run")
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    lrs = [r["lr"] for r in map(json.loads, rows) if r["type"] == "step"]
+    assert lrs[:3] == pytest.approx([1e-4, 5.5e-4, 1e-3])  # the warm-up, then the peak
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False))  # falling every step
+    assert lrs[-1] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * 5 / 6)))
+    for bad, match in (({"decay_to": 2e-3}, "decay_to must be in"),
+                       ({"plateau_lrs": [1e-4]}, "decay_to replaces plateau_lrs")):  # fmt: skip
+        with pytest.raises(InputError, match=match):
+            parse_config(tiny_config(data, optimiser={**opt, **bad}), "tiny.yaml")

@@ -268,10 +268,11 @@ class SEnSeI(nn.Module):
             features = features[rows[:, None], order]
             v = self.band_vectors(features, band_mask[rows[:, None], order])
             alpha, omega, phi = self.alpha(v), self.omega(v), self.phi(v)  # [B, N, C] each
-            # Band planes in canonical order (one gather), zero where invalid.
-            index = order[:, :, None, None]
-            valid = torch.take_along_dim(valid, index, dim=1)
-            s = torch.take_along_dim(xn, index, dim=1).masked_fill(~valid, 0.0)
+            # Band planes in canonical order, zero where invalid. Plain indexing copies whole
+            # planes; take_along_dim broadcast its index over every pixel (and computed a
+            # remainder per element): ~7x slower on a CPU batch of 512 px windows.
+            valid = valid[rows[:, None], order]
+            s = xn[rows[:, None], order].masked_fill(~valid, 0.0)
             weight = valid.float()
             if self.gate is not None:
                 # weighted mean: Σ g·w·α·sin(...) / Σ g·w, g = exp(gate) in [e^-GATE, e^GATE]

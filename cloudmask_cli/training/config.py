@@ -107,6 +107,10 @@ class Optimiser:
     plateau_lrs: tuple[float, ...] = (2e-5, 5e-6)
     patience: int = 2  # epochs without a better validation loss before the next rate
     grad_clip: float | None = 1.0
+    # after the warm-up, a half cosine from ``lr`` down to this rate at the last step (epochs ×
+    # steps_per_epoch), instead of plateaus: a fixed-length run then ends on small steps, so its
+    # last weights do not hang on where the last few large steps happened to land
+    decay_to: float | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,12 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         raise InputError(
             path, "select_on: last has no score to lower the rate on: set plateau_lrs: []"
         )
+    decay_to = cfg.optimiser.decay_to
+    if decay_to is not None:
+        if not (isinstance(decay_to, (int, float)) and 0 <= decay_to <= cfg.optimiser.lr):
+            raise InputError(path, f"optimiser.decay_to must be in [0, lr], got {decay_to!r}")
+        if cfg.optimiser.plateau_lrs:
+            raise InputError(path, "optimiser.decay_to replaces plateau_lrs: set plateau_lrs: []")
     if cfg.select_on == "last" and cfg.selection_fraction > 0:
         # samples kept out of training to pick nothing
         raise InputError(path, "select_on: last picks no checkpoint: set selection_fraction: 0")

@@ -451,7 +451,7 @@ def train(
     opt = torch.optim.AdamW(
         net.parameters(), lr=cfg.optimiser.warmup_start, weight_decay=cfg.optimiser.weight_decay
     )
-    schedule = PlateauSchedule.from_config(cfg.optimiser)
+    schedule = PlateauSchedule.from_config(cfg.optimiser, cfg.epochs * cfg.steps_per_epoch)
     autocast, scaler = _autocast(device, cfg.amp)
     epoch, step_in_epoch = 0, 0
     if state_info is not None and state_tensors is not None:

@@ -1,5 +1,6 @@
 """The paper's learning-rate recipe (IV-B): linear warm-up from ``warmup_start`` to ``lr``, then
-``plateau_lrs`` in turn, each after ``patience`` validations without a better loss."""
+``plateau_lrs`` in turn, each after ``patience`` validations without a better loss; or, with
+``decay_to``, a half cosine from ``lr`` to ``decay_to`` at ``total_steps``."""
 
 from __future__ import annotations
 
@@ -17,14 +18,19 @@ class PlateauSchedule:
     warmup_steps: int
     plateau_lrs: tuple[float, ...]
     patience: int
+    decay_to: float | None = None
+    total_steps: int = 0
     step: int = 0
     stage: int = 0  # 0: main rate; k: plateau_lrs[k - 1]
     best: float = math.inf
     bad_epochs: int = 0
 
     @classmethod
-    def from_config(cls, opt: Optimiser) -> PlateauSchedule:
-        return cls(opt.lr, opt.warmup_start, opt.warmup_steps, tuple(opt.plateau_lrs), opt.patience)
+    def from_config(cls, opt: Optimiser, total_steps: int = 0) -> PlateauSchedule:
+        return cls(
+            opt.lr, opt.warmup_start, opt.warmup_steps, tuple(opt.plateau_lrs), opt.patience,
+            opt.decay_to, total_steps,
+        )  # fmt: skip
 
     def rate(self) -> float:
         """The learning rate of the next optimiser step."""
@@ -32,6 +38,11 @@ class PlateauSchedule:
             return self.plateau_lrs[self.stage - 1]
         if self.step < self.warmup_steps:
             return self.warmup_start + (self.lr - self.warmup_start) * self.step / self.warmup_steps
+        if self.decay_to is not None and self.total_steps > self.warmup_steps:
+            done = min(
+                1.0, (self.step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+            )
+            return self.decay_to + (self.lr - self.decay_to) * 0.5 * (1 + math.cos(math.pi * done))
         return self.lr
 
     def on_step(self) -> None:
