@@ -559,6 +559,9 @@ def evaluate(
     jobs: int = typer.Option(
         1, "--jobs", help="With --cv: folds trained at once (one thread each)."
     ),
+    cv_seed: int | None = typer.Option(
+        None, "--seed", help="With --cv: this seed instead of the config's (run-to-run spread)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Score a model or masks against reference labels: the paper's pixel-wise metrics."""
@@ -568,7 +571,9 @@ def evaluate(
     from cloudmask_cli.training.evaluate import tables, write_json
 
     if cv is not None:
-        _cross_validate(data, cv, lodo, cv_out, cv_perturb or [], cv_peer or [], jobs, quiet)
+        _cross_validate(
+            data, cv, lodo, cv_out, cv_perturb or [], cv_peer or [], jobs, cv_seed, quiet
+        )
         return
     if weights is not None and mask is not None:
         _fail(InputError(mask, "give --weights or --mask, not both"))
@@ -592,7 +597,7 @@ def evaluate(
 
 def _cross_validate(
     config: Path, k: int, lodo: bool, folder: Path, perturb: list[str], peers: list[str],
-    jobs: int, quiet: bool,
+    jobs: int, seed: int | None, quiet: bool,
 ) -> None:  # fmt: skip
     from cloudmask_cli.training.crossval import cross_validate, robustness_rows, table
     from cloudmask_cli.training.robustness import PERTURBATIONS
@@ -602,7 +607,7 @@ def _cross_validate(
     try:
         result = cross_validate(
             config, folder, k=k, lodo=lodo, perturbations=perturb, peers=peers, jobs=jobs,
-            notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
+            seed=seed, notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
         )  # fmt: skip
     except (InputError, ValueError) as exc:
         _fail(exc)

@@ -12,6 +12,7 @@ from training_fixtures import tif
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
+from cloudmask_cli.model.checkpoint import read_metadata
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.config import parse_config
 from cloudmask_cli.training.crossval import (
@@ -156,9 +157,17 @@ def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe(tmp_path)), encoding="utf-8")
     res = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2",
-                                   "--out", str(tmp_path / "cv"), "--cv-perturb", "gain1.2"])  # fmt: skip
+                                   "--out", str(tmp_path / "cv"), "--cv-perturb", "gain1.2",
+                                   "--seed", "11"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "mean of datasets" in res.output and "gain1.2" in res.output
+    # --seed: each fold trains the recipe with that seed (recorded in its checkpoint)
+    assert recipe(tmp_path)["seed"] != 11
+    for fold in ("fold1", "fold2"):
+        assert (
+            read_metadata(tmp_path / "cv" / fold / "best.safetensors")["training"]["config"]["seed"]
+            == 11
+        )
     bad = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2",
                                    "--out", str(tmp_path / "cv2"), "--cv-perturb", "gain9"])  # fmt: skip
     assert bad.exit_code != 0 and "unknown perturbation 'gain9'" in bad.output

@@ -269,8 +269,8 @@ class SEnSeI(nn.Module):
             v = self.band_vectors(features, band_mask[rows[:, None], order])
             alpha, omega, phi = self.alpha(v), self.omega(v), self.phi(v)  # [B, N, C] each
             # Band planes in canonical order, zero where invalid. Plain indexing copies whole
-            # planes; take_along_dim broadcast its index over every pixel (and computed a
-            # remainder per element): ~7x slower on a CPU batch of 512 px windows.
+            # planes; take_along_dim broadcasts its index over every pixel (a remainder per
+            # element), a large share of SEnSeI's CPU time (benchmarks/results.md).
             valid = valid[rows[:, None], order]
             s = xn[rows[:, None], order].masked_fill(~valid, 0.0)
             weight = valid.float()

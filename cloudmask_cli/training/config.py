@@ -107,8 +107,8 @@ class Optimiser:
     plateau_lrs: tuple[float, ...] = (2e-5, 5e-6)
     patience: int = 2  # epochs without a better validation loss before the next rate
     grad_clip: float | None = 1.0
-    # after the warm-up, a half cosine from ``lr`` down to this rate at the last step (epochs ×
-    # steps_per_epoch), instead of plateaus: a fixed-length run then ends on small steps, so its
+    # after the warm-up, a half cosine from ``lr`` down towards this rate, reached as the run
+    # ends (step epochs × steps_per_epoch), instead of plateaus: a fixed-length run then ends on small steps, so its
     # last weights do not hang on where the last few large steps happened to land
     decay_to: float | None = None
 

@@ -381,10 +381,12 @@ def cross_validate(
     perturbations: Sequence[str] = (),
     peers: Sequence[str] = (),
     jobs: int = 1,
+    seed: int | None = None,
     notice: Callable[[str], None] | None = None,
 ) -> CrossValidation:
     """Train and score the recipe ``config`` on every fold; folds already scored under
-    ``out`` (an interrupted run) are kept. ``jobs`` folds train at once, one thread each."""
+    ``out`` (an interrupted run) are kept. ``jobs`` folds train at once, one thread each;
+    ``seed`` replaces the recipe's (the same recipe run again, for its run-to-run spread)."""
     from cloudmask_cli.training.robustness import get_perturbation
 
     notice = notice or (lambda m: None)
@@ -394,6 +396,8 @@ def cross_validate(
         except ValueError as exc:
             raise InputError(None, str(exc)) from None
     cfg = load_config(config)
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
     samples = all_samples(cfg)
     folds = make_folds(samples, k, lodo)
     out = Path(out)

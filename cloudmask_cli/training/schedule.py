@@ -1,6 +1,7 @@
 """The paper's learning-rate recipe (IV-B): linear warm-up from ``warmup_start`` to ``lr``, then
 ``plateau_lrs`` in turn, each after ``patience`` validations without a better loss; or, with
-``decay_to``, a half cosine from ``lr`` to ``decay_to`` at ``total_steps``."""
+``decay_to``, a half cosine from ``lr`` that reaches ``decay_to`` at step ``total_steps`` (one
+step after the run's last)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class PlateauSchedule:
     bad_epochs: int = 0
 
     @classmethod
-    def from_config(cls, opt: Optimiser, total_steps: int = 0) -> PlateauSchedule:
+    def from_config(cls, opt: Optimiser, total_steps: int) -> PlateauSchedule:
         return cls(
             opt.lr, opt.warmup_start, opt.warmup_steps, tuple(opt.plateau_lrs), opt.patience,
             opt.decay_to, total_steps,
