@@ -551,7 +551,8 @@ def evaluate(
     cv_perturb: list[str] | None = typer.Option(
         None,
         "--cv-perturb",
-        help="With --cv: also score under these perturbations ('all': every one).",
+        help="With --cv: also score under these perturbations, repeated or comma-separated "
+        "('all': every one).",
     ),
     cv_peer: list[str] | None = typer.Option(
         None, "--cv-peer", help="With --cv: peers to score (as --peer), on the same test pixels."
@@ -602,6 +603,7 @@ def _cross_validate(
     from cloudmask_cli.training.crossval import cross_validate, robustness_rows, table
     from cloudmask_cli.training.robustness import PERTURBATIONS
 
+    perturb = [name for item in perturb for name in item.split(",") if name]
     if perturb == ["all"]:
         perturb = list(PERTURBATIONS)
     try:

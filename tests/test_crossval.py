@@ -138,6 +138,15 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
     again = cross_validate(config, out, k=2, lodo=True, perturbations=["gain0.8", "no_swir"])
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")} == stamp
     assert json.dumps(again.summary) == json.dumps(result.summary)
+    # a perturbation added later is scored on the trained folds; what was scored stays as it was
+    scored = {p: p.stat().st_mtime_ns for p in out.glob("*/scores-model.npz")}
+    more = cross_validate(config, out, k=2, lodo=True, perturbations=["gain0.8", "gain1.2"])
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")} == stamp
+    assert all(p.stat().st_mtime_ns != t for p, t in scored.items())
+    model = more.summary["folds"]["model"]
+    assert set(model) == {"clean", "gain0.8", "gain1.2", "no_swir"}
+    for cond in ("clean", "gain0.8", "no_swir"):
+        assert json.dumps(model[cond]) == json.dumps(result.summary["folds"]["model"][cond])
     # what a published weights YAML carries of it (weights.publish --crossval)
     from cloudmask_cli.errors import InputError
     from cloudmask_cli.weights.publish import crossval_figures
@@ -168,6 +177,12 @@ def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:
             read_metadata(tmp_path / "cv" / fold / "best.safetensors")["training"]["config"]["seed"]
             == 11
         )
+    # a comma-separated list is the same as repeated flags
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2",
+                                   "--out", str(tmp_path / "cv"), "--cv-perturb", "gain1.2,tm6",
+                                   "--seed", "11"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "tm6" in res.output
     bad = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2",
                                    "--out", str(tmp_path / "cv2"), "--cv-perturb", "gain9"])  # fmt: skip
     assert bad.exit_code != 0 and "unknown perturbation 'gain9'" in bad.output

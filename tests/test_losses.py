@@ -136,3 +136,23 @@ def test_recovery_loss_over_valid_pixels():
         F.mse_loss(pred, target.nan_to_num()),
         atol=1e-6,
     )
+
+
+def test_class_weights_match_weighted_cross_entropy_for_one_hot():
+    logits, label = _logits(), _labels()
+    w = torch.tensor([1.0, 3.0, 3.0, 1.0, 1.0, 2.0, 1.0])
+    ours = ambiguous_cross_entropy(logits, _one_hot(label), class_weights=w)
+    assert torch.allclose(ours, F.cross_entropy(logits, label, weight=w), atol=1e-6)
+    assert not torch.allclose(ours, F.cross_entropy(logits, label), atol=1e-3)
+
+
+def test_a_partial_label_weighs_as_its_lightest_class():
+    # "clear" = {land, water, snow} allows the rare classes without deciding them: weight 1
+    logits = _logits(b=1, h=1, w=2)
+    possible = torch.zeros(1, 7, 1, 2, dtype=torch.bool)
+    possible[0, [0, 1, 2], 0, 0] = True  # clear
+    possible[0, 1, 0, 1] = True  # water
+    w = torch.tensor([1.0, 4.0, 4.0, 1.0, 1.0, 1.0, 1.0])
+    per = ambiguous_cross_entropy(logits, possible, reduction="none")
+    weighted = ambiguous_cross_entropy(logits, possible, class_weights=w)
+    assert torch.allclose(weighted, (per[0, 0, 0] + 4 * per[0, 0, 1]) / 5)

@@ -57,6 +57,23 @@ def test_band_set_perturbations_drop_the_named_bands() -> None:
     assert set(PERTURBATIONS) >= {"gain0.8", "gain1.2", "offset+0.02", "no_swir"}
 
 
+def test_sensor_band_sets_keep_one_band_per_window() -> None:
+    s2 = sensor_bands("sentinel2_msi", ["B01", "B02", "B03", "B04", "B05", "B08", "B8A", "B09",
+                                        "B10", "B11", "B12"])  # fmt: skip
+    names = [b.name for b in s2]
+    _, kept = get_perturbation("tm6")(image(11), s2, "s")
+    assert [names[i] for i in kept] == ["B02", "B03", "B04", "B08", "B11", "B12"]  # B8 not B8A
+    y, kept = get_perturbation("rgbn")(image(11), s2, "s")
+    assert [names[i] for i in kept] == ["B02", "B03", "B04", "B08"] and y.shape[0] == 4
+    l8 = sensor_bands("landsat8_oli_tirs", ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B10"])
+    _, kept = get_perturbation("tm6")(image(9), l8, "s")
+    # no coastal, pan or thermal band
+    assert [l8[i].name for i in kept] == ["B2", "B3", "B4", "B5", "B6", "B7"]
+    thermal = sensor_bands("landsat8_oli_tirs", ["B10", "B11"])
+    y, kept = get_perturbation("tm6")(image(2), thermal, "s")
+    assert kept == [0, 1] and np.array_equal(y, image(2))  # none of the set: left whole
+
+
 def test_jitter_draws_nothing_when_disabled() -> None:
     x, rng = image(), np.random.default_rng(3)
     assert jitter_radiometry(x, L8, rng, Augmentation()) is x

@@ -363,6 +363,22 @@ def test_cosine_decay_ends_on_the_small_rate(tmp_path: Path) -> None:
     assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False))  # falling every step
     assert lrs[-1] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * 5 / 6)))
     for bad, match in (({"decay_to": 2e-3}, "decay_to must be in"),
-                       ({"plateau_lrs": [1e-4]}, "decay_to replaces plateau_lrs")):  # fmt: skip
+                       ({"plateau_lrs": [1e-4]}, "decay_to replaces plateau_lrs"),
+                       # 2 epochs of 3 steps all in the warm-up: the rate would never decay
+                       ({"warmup_steps": 6}, "warmup_steps 6 leaves none of the 6 steps")):  # fmt: skip
         with pytest.raises(InputError, match=match):
             parse_config(tiny_config(data, optimiser={**opt, **bad}), "tiny.yaml")
+
+
+def test_class_weights_change_the_training_loss_and_are_checked(tmp_path: Path) -> None:
+    data = training_set(tmp_path / "data")
+    short = {"epochs": 1, "steps_per_epoch": 2}
+    plain = train(parse_config(tiny_config(data, **short), "tiny.yaml"), out=tmp_path / "a")
+    weighted_cfg = tiny_config(data, **short, loss={"classes": {"thick_cloud": 5.0, "land": 0.2}})
+    weighted = train(parse_config(weighted_cfg, "tiny.yaml"), out=tmp_path / "b")
+    first = [[r["cross_entropy"] for r in run.history if r["type"] == "step"][0]
+             for run in (plain, weighted)]  # fmt: skip
+    assert first[0] != pytest.approx(first[1], rel=1e-3)  # the same first batch, weighed otherwise
+    for bad, says in (({"clouds": 2}, "unknown class 'clouds'"), ({"water": 0}, "must be > 0")):
+        with pytest.raises(InputError, match=f"tiny.yaml: loss: .*{says}"):
+            parse_config(tiny_config(data, loss={"classes": bad}), "tiny.yaml")

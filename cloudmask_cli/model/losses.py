@@ -32,10 +32,15 @@ def _reduce(loss: Tensor, labelled: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"unknown reduction {reduction!r}; expected mean, sum or none")
 
 
-def ambiguous_cross_entropy(logits: Tensor, possible: Tensor, reduction: str = "mean") -> Tensor:
+def ambiguous_cross_entropy(
+    logits: Tensor, possible: Tensor, reduction: str = "mean", class_weights: Tensor | None = None
+) -> Tensor:
     """``-log Σ_{i possible} softmax(logits)_i``, averaged over labelled pixels (eq. 6).
 
     ``reduction="none"`` gives the per-pixel loss ``[B, H, W]`` (0 where unlabelled).
+    ``class_weights`` ``[K]``: each pixel weighs as the lightest class its label allows (a
+    partial "clear" that merely allows water is not up-weighted as water), and the mean is
+    over the weights, as torch's weighted cross-entropy (equal to it for one-hot labels).
     """
     logits = logits.float()
     pos = _possible(possible, logits)
@@ -44,7 +49,14 @@ def ambiguous_cross_entropy(logits: Tensor, possible: Tensor, reduction: str = "
     excluded = ~pos & labelled[:, None]
     masked = logits.masked_fill(excluded, float("-inf"))
     loss = torch.logsumexp(logits, dim=1) - torch.logsumexp(masked, dim=1)
-    return _reduce(loss, labelled, reduction)
+    if class_weights is None:
+        return _reduce(loss, labelled, reduction)
+    w = class_weights.to(logits.device, torch.float32)[None, :, None, None].expand_as(logits)
+    weight = torch.where(pos, w, torch.full_like(w, float("inf"))).amin(dim=1)
+    weight = torch.where(labelled, weight, torch.zeros_like(weight))
+    if reduction == "mean":
+        return (loss * weight).sum() / weight.sum().clamp(min=1e-12)
+    return _reduce(loss * weight, labelled, reduction)
 
 
 def ambiguous_mse(logits: Tensor, possible: Tensor, reduction: str = "mean") -> Tensor:

@@ -118,6 +118,30 @@ class LossWeights:
     cross_entropy: float = 1.0  # ambiguous cross-entropy (paper eq. 6)
     recovery: float = 1.0  # band-recovery MSE (paper IV-B)
     recovery_pixels: int | None = 4096  # per sample, on a regular grid (None: every pixel)
+    # cross-entropy weight per class (others 1), e.g. {water: 3, snow: 3}: a pixel weighs as
+    # the lightest class its label allows, so rare decided classes are not drowned out
+    classes: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.classes is None:
+            return
+        from cloudmask_cli.classes import CLASSES
+
+        if not isinstance(self.classes, dict):
+            raise ValueError("classes must map class names to weights")
+        for name, w in self.classes.items():
+            if name not in CLASSES[:-1]:
+                raise ValueError(f"unknown class {name!r} in classes (known: {CLASSES[:-1]})")
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+                raise ValueError(f"classes: the weight of {name} must be > 0, got {w!r}")
+
+    def class_weight_vector(self) -> list[float] | None:
+        """The weights in class-code order (no data 1), or None when unweighted."""
+        from cloudmask_cli.classes import CLASSES
+
+        if not self.classes:
+            return None
+        return [float(self.classes.get(c, 1.0)) for c in CLASSES]
 
 
 @dataclass(frozen=True)
@@ -284,6 +308,10 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
             raise InputError(path, f"optimiser.decay_to must be in [0, lr], got {decay_to!r}")
         if cfg.optimiser.plateau_lrs:
             raise InputError(path, "optimiser.decay_to replaces plateau_lrs: set plateau_lrs: []")
+        total = cfg.epochs * cfg.steps_per_epoch
+        if cfg.optimiser.warmup_steps >= total:
+            raise InputError(path, f"optimiser.decay_to: warmup_steps {cfg.optimiser.warmup_steps} "
+                             f"leaves none of the {total} steps to decay over")  # fmt: skip
     if cfg.select_on == "last" and cfg.selection_fraction > 0:
         # samples kept out of training to pick nothing
         raise InputError(path, "select_on: last picks no checkpoint: set selection_fraction: 0")

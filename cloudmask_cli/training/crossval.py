@@ -174,9 +174,11 @@ def score_fold(
     fold: Fold,
     predictors: dict[str, tuple[Predictor, Sequence[str]]],
     window: int = 512,
+    clean: bool = True,
 ) -> dict[str, dict[str, dict[str, dict[str, np.ndarray]]]]:
     """{predictor: {condition: {dataset: {mask style: confusion counts}}}} on ``fold.test``;
-    each predictor with the perturbations it is scored under (besides the clean inputs)."""
+    each predictor with the perturbations it is scored under (and the clean inputs unless
+    ``clean`` is False)."""
     from cloudmask_cli.training.evaluate import score_sets
     from cloudmask_cli.training.peers import PeerUnavailable
 
@@ -184,7 +186,7 @@ def score_fold(
     out: dict[str, Any] = {}
     for name, (predict, perturbations) in predictors.items():
         out[name] = {}
-        for cond in (CLEAN, *perturbations):
+        for cond in ((CLEAN,) if clean else ()) + tuple(perturbations):
             out[name][cond] = {}
             for set_name, samples in sets:
                 try:
@@ -215,7 +217,8 @@ def run_fold(
 ) -> Path:
     """Train the recipe on ``fold`` and score its test samples: ``out/<fold>/scores-<who>.npz``
     per predictor (model, baseline, peers). What an earlier run left (weights, scores) is kept,
-    so an interrupted run resumes and peers can be added later. Returns the fold's folder."""
+    so an interrupted run resumes, and peers or perturbations can be added later. Returns the
+    fold's folder."""
     import torch
 
     from cloudmask_cli.training.evaluate import brightness_baseline
@@ -240,11 +243,19 @@ def run_fold(
         wanted[p] = lambda p=p: (_peer(p), ())
     for who, make in wanted.items():
         path = folder / f"scores-{who}.npz"
+        flat: dict[str, np.ndarray] = {}
         if path.is_file():
+            with np.load(path) as z:
+                flat = {key: z[key] for key in z.files}
+        done = {key.split("|")[0] for key in flat}
+        predict, conditions = make()
+        todo = [c for c in conditions if c not in done]
+        if done and not todo:
             continue
-        scored = score_fold(fold, {who: make()})[who]
-        flat = {f"{c}|{d}|{m}": n for c, sets in scored.items() for d, masks in sets.items()
-                for m, n in masks.items()}  # fmt: skip
+        # a perturbation asked for after the fold was scored: only it is scored now
+        scored = score_fold(fold, {who: (predict, todo)}, clean=CLEAN not in done)[who]
+        flat |= {f"{c}|{d}|{m}": n for c, sets in scored.items() for d, masks in sets.items()
+                 for m, n in masks.items()}  # fmt: skip
         tmp = folder / f"scores-{who}.tmp.npz"
         np.savez_compressed(tmp, **flat)
         tmp.replace(path)

@@ -244,7 +244,10 @@ def _losses(
     cfg: TrainConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(weighted total, ambiguous cross-entropy, recovery MSE of ``rec`` against ``x``)."""
-    ce = ambiguous_cross_entropy(logits, batch["possible"])
+    weights = cfg.loss.class_weight_vector()
+    ce = ambiguous_cross_entropy(
+        logits, batch["possible"], class_weights=None if weights is None else torch.tensor(weights)
+    )
     if rec is None:
         rl = torch.zeros((), device=logits.device)
     else:

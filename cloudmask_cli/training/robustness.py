@@ -71,6 +71,38 @@ def _in(b: Band, lo: float, hi: float) -> bool:
     )
 
 
+# Common band sets, as (name, window in nm, nominal centre): Landsat TM / ETM+ and ukis-csmask's six
+# (blue, green, red, NIR, SWIR1, SWIR2), and the four of PerúSat-1, many VHR sensors and On Cloud N
+TM6 = (
+    ("blue", (450, 520), 485),
+    ("green", (520, 600), 560),
+    ("red", (630, 690), 660),
+    ("nir", (760, 900), 840),
+    ("swir1", (1550, 1750), 1650),
+    ("swir2", (2080, 2350), 2215),
+)
+RGBN = TM6[:4]
+
+
+def only(what: str, band_set: Sequence[tuple[str, tuple[int, int], int]]) -> Perturbation:
+    """Only the reflectance bands of ``band_set``: per entry, the band whose centre lies in its
+    window nearest its centre (S2's B8 rather than B8A, Landsat 8's B3 rather than its pan band);
+    thermal, SAR and DEM left out, as in a stack cut to that sensor's bands. A sample with none
+    of them is left whole."""
+
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[int]]:
+        kept = []
+        for _, (lo, hi), centre in band_set:
+            inside = [i for i in _refl(bands) if _in(bands[i], lo, hi)]
+            if inside:
+                kept.append(min(inside, key=lambda i: abs(sum(bands[i].wavelength) / 2 - centre)))
+        kept = sorted(set(kept))
+        return (x[kept], kept) if kept else (x, list(range(len(bands))))
+
+    perturb.__doc__ = f"only the {what} bands"
+    return perturb
+
+
 PERTURBATIONS: dict[str, Perturbation] = {
     "gain0.8": gain(0.8),
     "gain1.2": gain(1.2),
@@ -80,6 +112,8 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "no_swir": without("SWIR (1.5-2.4 um)", lambda b: _in(b, 1500, 2400)),
     "no_thermal": without("thermal", lambda b: b.type == "brightness_temperature"),
     "no_cirrus": without("cirrus (1.36-1.39 um)", lambda b: _in(b, 1350, 1400)),
+    "tm6": only("six Landsat TM (blue, green, red, NIR, SWIR1, SWIR2)", TM6),
+    "rgbn": only("four visible and NIR", RGBN),
 }
 
 
