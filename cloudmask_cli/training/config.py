@@ -7,6 +7,7 @@ so a typo never silently falls back to a default. See ``examples/train-tiny.yaml
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -135,6 +136,7 @@ class LossWeights:
             if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
                 raise ValueError(f"classes: the weight of {name} must be > 0, got {w!r}")
 
+    @functools.cached_property  # read every training step
     def class_weight_vector(self) -> list[float] | None:
         """The weights in class-code order (no data 1), or None when unweighted."""
         from cloudmask_cli.classes import CLASSES

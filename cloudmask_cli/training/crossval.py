@@ -235,25 +235,25 @@ def run_fold(
         train(fcfg, out=folder, splits=splits)
     if not weights.is_file():
         raise InputError(cfg.path or None, f"{fold.name}: training wrote no best.safetensors")
-    wanted: dict[str, Callable[[], tuple[Predictor, Sequence[str]]]] = {
-        "model": lambda: (_model_predictor(weights), tuple(perturbations)),
-        BASELINE: lambda: (brightness_baseline(0.3), tuple(perturbations)),
+    # (predictor factory, perturbations): a predictor is built only where there is work for it
+    wanted: dict[str, tuple[Callable[[], Predictor], Sequence[str]]] = {
+        "model": (lambda: _model_predictor(weights), tuple(perturbations)),
+        BASELINE: (lambda: brightness_baseline(0.3), tuple(perturbations)),
     }
     for p in peers:
-        wanted[p] = lambda p=p: (_peer(p), ())
-    for who, make in wanted.items():
+        wanted[p] = (lambda p=p: _peer(p), ())
+    for who, (make, conditions) in wanted.items():
         path = folder / f"scores-{who}.npz"
         flat: dict[str, np.ndarray] = {}
         if path.is_file():
             with np.load(path) as z:
                 flat = {key: z[key] for key in z.files}
         done = {key.split("|")[0] for key in flat}
-        predict, conditions = make()
         todo = [c for c in conditions if c not in done]
         if done and not todo:
             continue
         # a perturbation asked for after the fold was scored: only it is scored now
-        scored = score_fold(fold, {who: (predict, todo)}, clean=CLEAN not in done)[who]
+        scored = score_fold(fold, {who: (make(), todo)}, clean=CLEAN not in done)[who]
         flat |= {f"{c}|{d}|{m}": n for c, sets in scored.items() for d, masks in sets.items()
                  for m, n in masks.items()}  # fmt: skip
         tmp = folder / f"scores-{who}.tmp.npz"

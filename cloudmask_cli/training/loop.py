@@ -244,7 +244,7 @@ def _losses(
     cfg: TrainConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(weighted total, ambiguous cross-entropy, recovery MSE of ``rec`` against ``x``)."""
-    weights = cfg.loss.class_weight_vector()
+    weights = cfg.loss.class_weight_vector
     ce = ambiguous_cross_entropy(
         logits, batch["possible"], class_weights=None if weights is None else torch.tensor(weights)
     )
