@@ -177,6 +177,34 @@ def test_real_cloud_labels_and_partial_labels() -> None:
     assert only(r.possible, "thick_cloud")[mixed & (r.alpha >= THICK_ALPHA)].all()
 
 
+def test_shadow_on_dark_water_stays_water_too() -> None:
+    """A shadow over open water still looks like water: with ``water_dark`` its label keeps
+    water beside shadow, so dark and flat is not taught to be shadow alone; land is unchanged."""
+    rng = np.random.default_rng(11)
+    x = clear_scene(S2, rng)
+    poss = labels(classes=CLEAR_PARTIAL)
+    lake = np.zeros(x.shape[1:], bool)
+    lake[:, :64] = True
+    for i, b in enumerate(S2):  # open water: NIR and SWIR absorbed
+        if b.type == "reflectance" and b.wavelength[0] >= 760:
+            x[i][lake] = 0.01
+    poss[IDX["water"]][~lake] = False  # a label that rules water out on the land half
+    runs = {
+        dark: simulate_clouds(x, S2, poss, np.random.default_rng(3), cover=0.5, water_dark=dark)
+        for dark in (0.0, 0.08)
+    }
+    shade = only(runs[0.0].possible, "cloud_shadow")
+    assert (shade & lake).any() and (shade & ~lake).any()
+    r = runs[0.08]
+    assert np.array_equal(r.x, runs[0.0].x)  # the pixels are the same, only the labels differ
+    both = r.possible[IDX["water"]] & r.possible[IDX["cloud_shadow"]]
+    assert both[shade & lake].all()
+    assert only(r.possible, "cloud_shadow")[shade & ~lake].all()
+    assert SyntheticClouds.from_config({"water_dark": 0.08}).water_dark == 0.08
+    with pytest.raises(ValueError, match="water_dark"):
+        SyntheticClouds.from_config({"water_dark": 2})
+
+
 def test_nan_pixels_untouched() -> None:
     rng = np.random.default_rng(11)
     x = clear_scene(S2, rng)

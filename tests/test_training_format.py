@@ -123,3 +123,60 @@ def test_mixed_sampler_weights_and_sharding() -> None:
     assert sorted(ranks[0] + ranks[1]) == sorted(keys)
     s.set_epoch(2, start=10)
     assert list(s) == keys[10:]
+
+
+def _lake_sample(root: Path):
+    """A 64 px Sentinel-2 sample (SCL codes): vegetation with an 8 px lake in one corner."""
+    label = np.full((64, 64), 4, np.uint8)
+    label[52:60, 52:60] = 6
+    dn = np.full((4, 64, 64), 800, np.uint16)
+    meta = write_sample(root, "lake", dn, label, sensor="sentinel2_msi",
+                        bands=["B02", "B03", "B04", "B08"], scheme="scl", scale=[1e-4] * 4)  # fmt: skip
+    return read_sample_meta(meta)
+
+
+def test_focused_crops_hold_the_rare_class(tmp_path: Path) -> None:
+    from cloudmask_cli.classes import CLASSES
+    from cloudmask_cli.training.augment import CropFocus
+
+    water = CLASSES.index("water")
+    sample = _lake_sample(tmp_path)
+    plain = TrainingDataset([sample], crop=16, bands=BandSampling(enabled=False), seed=2)
+    focused = TrainingDataset([sample], crop=16, bands=BandSampling(enabled=False), seed=2,
+                              focus=CropFocus(p=1.0, classes=("water",)))  # fmt: skip
+    draws = range(40)
+    seen = [bool(plain[(d, 0)]["possible"][water].any()) for d in draws]
+    assert sum(seen) < 20  # a uniform 16 px crop of 64 px rarely reaches the 8 px lake
+    for d in draws:
+        possible = focused[(d, 0)]["possible"]
+        assert possible[water].sum() >= 8 * 8 // 4  # centred on a lake pixel: a quarter or more
+    # off, the crops are those of a dataset built without it (no extra random draw)
+    off = TrainingDataset([sample], crop=16, bands=BandSampling(enabled=False), seed=2,
+                          focus=CropFocus(p=0.0))  # fmt: skip
+    for d in range(5):
+        assert torch.equal(off[(d, 0)]["possible"], plain[(d, 0)]["possible"])
+
+
+def test_focus_without_the_class_places_crops_uniformly(tmp_path: Path) -> None:
+    from cloudmask_cli.training.augment import CropFocus
+
+    sample = _lake_sample(tmp_path)
+    ds = TrainingDataset([sample], crop=16, bands=BandSampling(enabled=False), seed=2,
+                         focus=CropFocus(p=1.0, classes=("snow",)))  # fmt: skip
+    items = [ds[(d, 0)] for d in range(6)]  # no snow anywhere: no crash, ordinary crops
+    assert all(it["possible"].shape == (7, 16, 16) for it in items)
+
+
+def test_focus_config_section() -> None:
+    from cloudmask_cli.training.config import parse_config
+
+    base = {"datasets": [{"name": "a", "kind": "training", "path": "."}]}
+    cfg = parse_config({**base, "focus": {"p": 0.5, "classes": ["water"]}})
+    assert cfg.focus.p == 0.5 and cfg.focus.classes == ("water",)
+    assert parse_config(base).focus.p == 0.0
+    with pytest.raises(InputError, match="focus: p must be in"):
+        parse_config({**base, "focus": {"p": 1.5}})
+    with pytest.raises(InputError, match="focus: classes: unknown"):
+        parse_config({**base, "focus": {"classes": ["lake"]}})
+    with pytest.raises(InputError, match="unknown key"):
+        parse_config({**base, "focus": {"q": 1}})

@@ -1,7 +1,8 @@
 """Per-sample randomness of training: band subsets and geometric / radiometric augmentation.
 
-Every draw comes from the numpy ``Generator`` the dataset passes in (seeded per draw), so a
-sample's crop, bands and augmentation are reproducible and independent of worker scheduling.
+Every draw (where a crop is centred, `CropFocus`; which bands; how they are jittered) comes
+from the numpy ``Generator`` the dataset passes in (seeded per draw), so a sample's crop, bands
+and augmentation are reproducible and independent of worker scheduling.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.sensors import Band
 
 OPTICAL = ("reflectance", "brightness_temperature")
@@ -28,6 +30,31 @@ class BandSampling:
     keep_thermal: float = 0.0
     sar_dropout: float = 0.5  # probability of dropping the SAR bands (when a sample has them)
     dem_dropout: float = 0.5  # probability of dropping the DEM
+
+
+@dataclass(frozen=True)
+class CropFocus:
+    """Crops centred on rarely decided classes.
+
+    With probability ``p``, a training crop of a sample whose label decides one of ``classes``
+    somewhere (the label allows that class alone) is centred on such a pixel, the class drawn
+    uniformly among those the sample holds; otherwise the crop is placed uniformly. Why: water
+    decided alone is a sliver of the training pixels and sits mostly beside clouds (T29UNU's
+    loughs): placed uniformly, a crop rarely holds it (benchmarks/quality, recipe K).
+    """
+
+    p: float = 0.0
+    classes: tuple[str, ...] = ("water", "snow")
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.p, (int, float)) and 0 <= self.p <= 1):
+            raise ValueError(f"p must be in [0, 1], got {self.p!r}")
+        if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes):
+            raise ValueError("classes must list class names")
+        unknown = [c for c in self.classes if c not in CLASSES[:-1]]
+        if unknown or not self.classes:
+            raise ValueError(f"classes: unknown or none {unknown} (known: {CLASSES[:-1]})")
+        object.__setattr__(self, "classes", tuple(self.classes))
 
 
 @dataclass(frozen=True)

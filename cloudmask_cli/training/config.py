@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.training.augment import Augmentation, BandSampling
+from cloudmask_cli.training.augment import Augmentation, BandSampling, CropFocus
 from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
 from cloudmask_cli.training.rules import RULES, RuledSample
 from cloudmask_cli.training.teacher import TaughtSample, Teacher
@@ -181,6 +181,7 @@ class TrainConfig:
     augment: Augmentation = Augmentation()
     loss: LossWeights = LossWeights()
     optimiser: Optimiser = Optimiser()
+    focus: CropFocus = CropFocus()  # crops centred on rare decided classes (training.datasets)
     synthetic: dict[str, Any] | None = None  # SyntheticClouds settings; None: no synthetic clouds
     ground: dict[str, Any] | None = None  # BrightGround settings; None: no synthetic bright ground
     surfaces: dict[str, Any] | None = None  # SnowAndWater settings; None: no synthetic snow/water
@@ -252,6 +253,7 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         "augment": Augmentation,
         "loss": LossWeights,
         "optimiser": Optimiser,
+        "focus": CropFocus,
     }
     top = {f.name for f in fields(TrainConfig)} - {"path", "datasets"}
     unknown = sorted(set(data) - top - {"datasets"})

@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.descriptors import LENGTH
 from cloudmask_cli.training.adapters.common import tiles
 from cloudmask_cli.training.augment import (
     Augmentation,
     BandSampling,
+    CropFocus,
     augment,
     choose_bands,
     jitter_radiometry,
@@ -35,7 +37,24 @@ from cloudmask_cli.training.surfaces import SnowAndWater
 from cloudmask_cli.training.synthetic import SyntheticClouds
 
 MAX_CROP_DRAWS = 20
+FOCUS_POSITIONS = 4096  # pixels kept per sample and class to centre focused crops on
 Key = tuple[int, int]  # (draw number, sample index): the draw seeds the randomness
+
+
+def decided_positions(sample: RawSample, classes: Sequence[str]) -> dict[int, np.ndarray]:
+    """Flat pixel indices (at most `FOCUS_POSITIONS`, evenly spread) where the sample's label
+    allows only that class, per class code in ``classes`` the sample holds."""
+    _, label = sample.read()
+    possible = possible_from_bits(load_scheme(sample.scheme).bits(label, sample.id))
+    alone = possible.sum(axis=0) == 1
+    out = {}
+    for name in classes:
+        code = CLASSES.index(name)
+        flat = np.flatnonzero(possible[code] & alone)
+        if flat.size:
+            step = max(flat.size // FOCUS_POSITIONS, 1)
+            out[code] = flat[::step].astype(np.int64)
+    return out
 
 
 def _item(
@@ -80,6 +99,7 @@ class TrainingDataset(Dataset):
         synthetic: SyntheticClouds | None = None,
         ground: BrightGround | None = None,
         surfaces: SnowAndWater | None = None,
+        focus: CropFocus = CropFocus(),
     ) -> None:
         self.samples = list(samples)
         self.crop = crop
@@ -89,6 +109,21 @@ class TrainingDataset(Dataset):
         self.synthetic = synthetic
         self.ground = ground
         self.surfaces = surfaces
+        self.focus = focus
+        self._positions: dict[int, dict[int, np.ndarray]] = {}  # per sample, read once
+
+    def _focused(self, index: int, rng: np.random.Generator) -> tuple[int, int] | None:
+        """The (row, col) a focused crop is centred on, or None for a uniform crop."""
+        if rng.random() >= self.focus.p:
+            return None
+        if index not in self._positions:
+            self._positions[index] = decided_positions(self.samples[index], self.focus.classes)
+        held = self._positions[index]
+        if not held:
+            return None
+        codes = sorted(held)
+        flat = held[codes[int(rng.integers(len(codes)))]]
+        return divmod(int(flat[int(rng.integers(flat.size))]), self.samples[index].shape[1])
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -99,11 +134,18 @@ class TrainingDataset(Dataset):
         sample = self.samples[index]
         h, w = sample.shape
         band_idx = choose_bands(sample.bands, rng, self.bands)
+        # no draw at all when off: the runs made before focusing keep their crops
+        centre = self._focused(index, rng) if self.focus.p > 0 else None
         # A crop with no valid pixel teaches nothing (inference skips such windows): draw
         # another crop.
         for _ in range(MAX_CROP_DRAWS):
-            r = int(rng.integers(0, max(h - self.crop, 0) + 1))
-            c = int(rng.integers(0, max(w - self.crop, 0) + 1))
+            if centre is not None:
+                r = min(max(centre[0] - self.crop // 2, 0), max(h - self.crop, 0))
+                c = min(max(centre[1] - self.crop // 2, 0), max(w - self.crop, 0))
+                centre = None  # one try: its centre pixel is labelled, so valid but for NaN bands
+            else:
+                r = int(rng.integers(0, max(h - self.crop, 0) + 1))
+                c = int(rng.integers(0, max(w - self.crop, 0) + 1))
             box = (r, c, min(self.crop, h), min(self.crop, w))
             x, bits = _item(sample, box, band_idx, self.crop)
             if np.isfinite(x).any():

@@ -470,9 +470,8 @@ def train(
     synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
     ground = BrightGround.from_config(cfg.ground) if cfg.ground is not None else None
     surfaces = SnowAndWater.from_config(cfg.surfaces) if cfg.surfaces is not None else None
-    dataset = TrainingDataset(
-        samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed, synthetic, ground, surfaces
-    )
+    dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed,
+                              synthetic, ground, surfaces, cfg.focus)  # fmt: skip
     draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip

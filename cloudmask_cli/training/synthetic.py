@@ -34,10 +34,13 @@ Labels (``possible``, [7, H, W] bool) from the total opacity alpha = 1 - (1 - a_
 alpha >= `THICK_ALPHA` -> {thick_cloud}; `THIN_ALPHA` <= alpha < `THICK_ALPHA` -> {thin_cloud};
 no cloud above and shadow opacity >= `SHADOW_ALPHA` -> {cloud_shadow}; a faint haze
 (0 < alpha < `THIN_ALPHA`) over such a shadow -> {cloud_shadow, thin_cloud} (honestly ambiguous);
-anything fainter keeps its original label. Pixels with NaN in any band, and pixels whose original
-label allows only cloud / no-data classes, are not touched at all. Where the original label allowed
-a cloud class as well as clear ones, the cloud classes are kept in the new set (a real cloud may be
-there already).
+anything fainter keeps its original label. With ``water_dark`` > 0, a shadowed pixel whose label
+allowed water and whose NIR and SWIR bands (from `NIR_NM` up) were all below ``water_dark``
+before the shadow gets {cloud_shadow, water}: a shadow on open water still looks like water,
+and labelling it shadow alone teaches "dark and flat = shadow", so lakes come out as shadow.
+Pixels with NaN in any band, and pixels whose original label allows only cloud / no-data
+classes, are not touched at all. Where the original label allowed a cloud class as well as clear
+ones, the cloud classes are kept in the new set (a real cloud may be there already).
 
 Why our own generator and not ``satellite-cloud-generator`` (PyPI 0.4, Apache-2.0, Czerkawski et
 al. 2023)? We read its source: it is a good generic image augmenter, but (1) its shadows are an
@@ -70,6 +73,7 @@ from cloudmask_cli.sensors import Band
 THIN_ALPHA = 0.1  # below: a faint haze over a recognisable surface, original label kept
 THICK_ALPHA = 0.6  # above: the surface contributes < 40 %, no longer "seen through"
 SHADOW_ALPHA = 0.4  # casting opacity above which the darkening is a labelled shadow
+NIR_NM = 760.0  # bands starting here (NIR, SWIR) tell open water from land: water absorbs them
 
 LAPSE_RATE = 6.5  # K/km, standard atmosphere
 WV_SCALE_HEIGHT = 2.0  # km, water vapour scale height
@@ -330,11 +334,13 @@ def simulate_clouds(
     rng: np.random.Generator,
     *,
     pixel_size: float = 30.0,
+    water_dark: float = 0.0,
     **kwargs: Any,
 ) -> CloudRendering:
     """`render_clouds` with its opacity and shadow fields (for tests and inspection).
 
-    ``kwargs`` go to `sample_params` (sun angles, cover, thin_fraction, heights, ranges).
+    ``water_dark``: see the module docstring (0: a shadow is {cloud_shadow} alone). ``kwargs`` go
+    to `sample_params` (sun angles, cover, thin_fraction, heights, ranges).
     """
     x = np.asarray(x, dtype=np.float32)
     possible = np.asarray(possible, dtype=bool)
@@ -428,12 +434,29 @@ def simulate_clouds(
     # SAR, incidence angle and DEM rows of v are untouched: clouds are invisible there.
 
     out.reshape(x.shape[0], -1)[:, flat] = v
-    _relabel(new_possible, possible, eligible, alpha, shadow)
+    water = _dark_water(x, bands, possible, water_dark) if water_dark > 0 else None
+    _relabel(new_possible, possible, eligible, alpha, shadow, water)
     return CloudRendering(out, new_possible, alpha, a_low, a_ci, shadow, eligible, shift_low, p)
 
 
 def _types(bands: Sequence[Band]) -> set[str]:
     return {b.type for b in bands}
+
+
+def _dark_water(
+    x: np.ndarray, bands: Sequence[Band], possible: np.ndarray, dark: float
+) -> np.ndarray:
+    """[H, W] pixels that may be open water: labelled so, and every NIR/SWIR band below ``dark``
+    (without such a band, every pixel whose label allows water)."""
+    ir = [
+        i
+        for i, b in enumerate(bands)
+        if b.type == REFLECTIVE and b.wavelength is not None and b.wavelength[0] >= NIR_NM
+    ]
+    water = possible[_IDX["water"]].copy()
+    if ir:
+        water &= (x[ir] < dark).all(axis=0)
+    return water
 
 
 def _relabel(
@@ -442,6 +465,7 @@ def _relabel(
     eligible: np.ndarray,
     alpha: np.ndarray,
     shadow: np.ndarray,
+    water: np.ndarray | None = None,
 ) -> None:
     """Write the labels of rendered pixels into ``new`` (see the module docstring)."""
     maybe_cloud = old[_CLOUD].any(axis=0)
@@ -453,6 +477,8 @@ def _relabel(
     new[_IDX["thick_cloud"]] |= thick | (thin & maybe_cloud)  # thin over a real cloud may be thick
     new[_IDX["thin_cloud"]] |= thin | (shade & (alpha > 0))  # faint haze over a shadow: ambiguous
     new[_IDX["cloud_shadow"]] |= shade
+    if water is not None:
+        new[_IDX["water"]] |= shade & water
     # A real cloud may already be there under a synthetic shadow: keep that possibility.
     new[_CLOUD] |= old[_CLOUD] & shade
 
@@ -574,6 +600,7 @@ class SyntheticClouds(RangedAugmentation):
     cirrus_height: tuple[float, float] = (7.0, 12.0)
     thin_layer_p: float = 0.15
     pixel_size: float = 30.0
+    water_dark: float = 0.0  # NIR/SWIR reflectance under which shadowed water stays water too
 
     WHAT: ClassVar[str] = "synthetic clouds"
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
@@ -590,6 +617,10 @@ class SyntheticClouds(RangedAugmentation):
         if self.pixel_size <= 0:
             raise ValueError(
                 f"synthetic clouds: pixel_size must be positive, got {self.pixel_size}"
+            )
+        if not 0.0 <= self.water_dark <= 1.0:
+            raise ValueError(
+                f"synthetic clouds: water_dark must be in [0, 1], got {self.water_dark}"
             )
 
     def __call__(
@@ -614,5 +645,6 @@ class SyntheticClouds(RangedAugmentation):
             cloud_height_range=self.cloud_height,
             cirrus_height_range=self.cirrus_height,
             thin_layer_p=self.thin_layer_p,
+            water_dark=self.water_dark,
         )
         return r.x, r.possible
