@@ -25,11 +25,11 @@ from cloudmask_cli.products import open_product
 
 def __getattr__(name: str) -> Any:
     # torch and xarray load only when the model is used, so `cloudmask info` starts fast
-    if name in ("mask", "run", "load_model"):
+    if name in ("CloudMasker", "mask", "run", "load_model"):
         from cloudmask_cli import api
 
         return getattr(api, name)
     raise AttributeError(name)
 
 
-__all__ = ["InputError", "__version__", "load_model", "mask", "open_product", "run"]
+__all__ = ["CloudMasker", "InputError", "__version__", "load_model", "mask", "open_product", "run"]

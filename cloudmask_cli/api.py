@@ -1,74 +1,17 @@
-"""The Python API: `mask` returns an xarray.DataArray, `run` writes a COG like the CLI."""
+"""The Python API: `CloudMasker` (the model loaded once), and the one-call conveniences `mask`
+(an xarray.DataArray) and `run` (a COG like the CLI's)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import rioxarray  # noqa: F401 - registers the .rio accessor
 import xarray as xr
-from rasterio.io import MemoryFile
 
-from cloudmask_cli.auxiliary import add_auxiliary
-from cloudmask_cli.classes import check_style, fold, style_names
-from cloudmask_cli.errors import InputError
-from cloudmask_cli.inference.engine import Engine, select_device
-from cloudmask_cli.inference.pipeline import RunOptions, mask_to_file, masked_strips
-from cloudmask_cli.inference.writer import run_outputs
-from cloudmask_cli.products import open_product
-from cloudmask_cli.products import stack as stack_reader
-from cloudmask_cli.remote import gdal_env
-from cloudmask_cli.scene import Scene
-from cloudmask_cli.sensors import Sensor, get_sensor
+from cloudmask_cli.masker import CloudMasker, load_model
+from cloudmask_cli.sensors import Sensor
 
-
-def load_model(weights: str | Path | None = None, device: str = "cpu") -> tuple[Any, dict]:
-    """The model from ``weights`` (default: the bundled weights) and a summary for sidecars."""
-    from cloudmask_cli.model.checkpoint import load_checkpoint, weights_sha256
-    from cloudmask_cli.weights import default_weights
-
-    path = Path(weights) if weights else default_weights()
-    model, config, meta = load_checkpoint(path, device=device)
-    digest = weights_sha256(path)
-    info = {
-        "name": meta.get("name", path.stem),
-        "path": str(path),
-        "sha256": digest[:12],  # short, for people (as model_hash)
-        "weights_sha256": digest,  # the whole digest, for the STAC item's provenance
-        "architecture": config.to_dict() if hasattr(config, "to_dict") else config,
-    }
-    return model, info
-
-
-def _scene_from_xarray(data: xr.DataArray, sensor: str | Path | Sensor) -> tuple[Scene, Any]:
-    sens = get_sensor(sensor) if not isinstance(sensor, Sensor) else sensor
-    if "band" not in data.dims:
-        raise InputError(None, "the DataArray needs a 'band' dimension with band names")
-    names = [str(b) for b in data["band"].values]
-    try:
-        bands = tuple(sens.band(n) for n in names)
-    except KeyError as exc:
-        raise InputError(sens.path or sens.name, str(exc).strip("'\"")) from None
-    subset = dataclasses.replace(sens, bands=bands)
-    crs = data.rio.crs
-    if crs is None:
-        raise InputError(None, "the DataArray has no CRS (use rioxarray's .rio.write_crs)")
-    arr = data.transpose("band", data.rio.y_dim, data.rio.x_dim).values
-    mem = MemoryFile()
-    with mem.open(
-        driver="GTiff",
-        width=arr.shape[2],
-        height=arr.shape[1],
-        count=arr.shape[0],
-        dtype=arr.dtype,
-        crs=crs,
-        transform=data.rio.transform(),
-        nodata=data.rio.nodata,
-    ) as ds:
-        ds.write(arr)
-    return stack_reader.open(Path(mem.name), sensor=subset), mem
+__all__ = ["CloudMasker", "load_model", "mask", "run"]
 
 
 def mask(
@@ -85,152 +28,28 @@ def mask(
     precision: str | None = None,
     overlap: int = 128,
     aoi: str | Path | None = None,
+    spectral: bool = True,
 ) -> xr.DataArray:
-    """Mask a product (path) or an ``xarray.DataArray`` (dims band/y/x, CRS set, values in the
-    sensor's units as its YAML describes) and return the class codes with CRS and transform."""
-    check_style(style)
-    with gdal_env():
-        return _mask(source, sensor=sensor, sar=sar, dem=dem, resolution=resolution,
-                     style=style, weights=weights, device=device, batch_size=batch_size,
-                     precision=precision, overlap=overlap, aoi=aoi)  # fmt: skip
-
-
-def _mask(source: Any, *, sensor: Any, sar: Any, dem: Any, resolution: Any, style: str,
-          weights: Any, device: str, batch_size: Any, precision: Any, overlap: int, aoi: Any,
-          ) -> xr.DataArray:  # fmt: skip
-    keep = None
-    if isinstance(source, xr.DataArray):
-        if sensor is None:
-            raise InputError(None, "a DataArray needs sensor= (a bundled name or a YAML path)")
-        scene, keep = _scene_from_xarray(source, sensor)
-    else:
-        scene = open_product(source, sensor=sensor)
-    if resolution:
-        scene = scene.with_resolution(resolution)
-    if sar or dem:
-        scene = add_auxiliary(scene, sar=sar, dem=dem)
-    dev, _ = select_device(device)
-    model, info = load_model(weights)
-    engine = Engine(model, dev, batch_size, precision)
-    options = RunOptions(style=style, overlap=overlap, aoi=aoi)
-    codes = np.empty(scene.shape, dtype=np.uint8)
-    for row, probs, valid in masked_strips(scene, engine, options):
-        codes[row : row + probs.shape[1]] = fold(probs, style, valid).cpu().numpy()
-    del keep
-    g = scene.grid
-    t = g.transform
-    out = xr.DataArray(
-        codes,
-        dims=("y", "x"),
-        coords={
-            "y": t.f + t.e * (np.arange(g.height) + 0.5),
-            "x": t.c + t.a * (np.arange(g.width) + 0.5),
-        },
-        name="cloudmask",
-        attrs={
-            "style": style,
-            "classes": {str(k): v for k, v in style_names(style).items()},
-            "model": info["name"],
-            "sensor": scene.sensor.name,
-        },
-    )
-    out = out.rio.write_crs(g.crs).rio.write_transform(t).rio.write_nodata(255)
-    return out
+    """`CloudMasker.mask` with a masker made for this one call (it loads the model: to mask
+    many products, make one `CloudMasker` and call it for each)."""
+    masker = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
+    return masker.mask(source, sensor=sensor, sar=sar, dem=dem, resolution=resolution,
+                       style=style, overlap=overlap, aoi=aoi, spectral=spectral)  # fmt: skip
 
 
 def run(
     product: str | Path,
     output: str | Path,
     *,
-    sensor: str | Path | None = None,
-    sar: str | Path | None = None,
-    dem: str | Path | None = None,
-    sar_def: str | Path | None = None,
-    resolution: float | None = None,
-    style: str = "7class",
-    probabilities: str | Path | None = None,
     weights: str | Path | None = None,
     device: str = "auto",
     batch_size: int | None = None,
     precision: str | None = None,
-    overlap: int = 128,
-    aoi: str | Path | None = None,
-    overwrite: bool = False,
-    read_threads: int | None = None,
-    progress: Any = None,
-    notice: Any = None,
-    loaded: tuple[Any, dict] | None = None,
-    stac: bool = False,
-    quicklook: str | Path | None = None,
-    quicklook_size: int = 1024,
-    quicklook_layout: str = "side",
+    masker: CloudMasker | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """What `cloudmask run` does: mask a product into a COG + sidecar (and, with ``stac``, a
-    STAC item ``<mask stem>.stac.json``; with ``quicklook``, a PNG of the product and its
-    mask, ``quicklook_size`` px on its longest side, ``side`` by side or ``overlay``);
-    returns the sidecar.
-
-    ``loaded`` is a ``load_model`` result to reuse (batches load the model once per process).
-    """
-    check_style(style)
-    if overlap < 0 or overlap >= 512:
-        raise ValueError(f"--overlap must be between 0 and 511 px, got {overlap}")
-    from cloudmask_cli.inference.writer import check_outputs
-
-    output = Path(output)
-    quicklook = Path(quicklook) if quicklook is not None else None
-    if quicklook is not None:
-        from cloudmask_cli.quicklook import check_layout
-
-        check_layout(quicklook_layout, quicklook_size)
-    check_outputs(run_outputs(output, probabilities, stac, quicklook), overwrite)
-    with gdal_env():  # remote assets: range requests, retries, timeouts (see remote.py)
-        return _run(
-            product, output, sensor=sensor, sar=sar, dem=dem, sar_def=sar_def,
-            resolution=resolution, style=style, probabilities=probabilities, weights=weights,
-            device=device, batch_size=batch_size, precision=precision, overlap=overlap,
-            aoi=aoi, overwrite=overwrite, read_threads=read_threads, progress=progress,
-            notice=notice, loaded=loaded, stac=stac, quicklook=quicklook,
-            quicklook_size=quicklook_size, quicklook_layout=quicklook_layout,
-        )  # fmt: skip
-
-
-def _run(product: Any, output: Path, *, sensor: Any, sar: Any, dem: Any, sar_def: Any,
-         resolution: Any, style: str, probabilities: Any, weights: Any, device: str,
-         batch_size: Any, precision: Any, overlap: int, aoi: Any, overwrite: bool,
-         read_threads: Any, progress: Any, notice: Any, loaded: Any, stac: bool,
-         quicklook: Path | None, quicklook_size: int, quicklook_layout: str,
-         ) -> dict[str, Any]:  # fmt: skip
-    from cloudmask_cli.inference.writer import check_outputs, input_files
-
-    scene = open_product(product, sensor=sensor, resolution=resolution)
-    if stac:
-        from cloudmask_cli.inference.stac import check_stac_source
-
-        check_stac_source(scene.product, scene.metadata)  # before the model and any window
-    if sar or dem:
-        scene = add_auxiliary(scene, sar=sar, dem=dem, sar_definition=sar_def)
-    # the outputs again, now that the input files are known (before the first window)
-    check_outputs(
-        run_outputs(output, probabilities, stac, quicklook), overwrite, input_files(scene)
-    )
-    dev, msg = select_device(device)
-    if msg and notice:
-        notice(msg)
-    model, info = loaded or load_model(weights)
-    engine = Engine(model, dev, batch_size, precision)
-    options = RunOptions(style=style, overlap=overlap, aoi=aoi, read_threads=read_threads)
-    return mask_to_file(
-        scene,
-        engine,
-        output,
-        options,
-        probabilities=Path(probabilities) if probabilities else None,
-        overwrite=overwrite,
-        model_info=info,
-        progress=progress,
-        stac=stac,
-        quicklook=quicklook,
-        quicklook_size=quicklook_size,
-        quicklook_layout=quicklook_layout,
-    )
+    """What `cloudmask run` does: `CloudMasker.run` (its keyword ``options``) with ``masker``,
+    or one made for this call from ``weights``, ``device``, ``batch_size`` and ``precision``."""
+    if masker is None:
+        masker = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
+    return masker.run(product, output, **options)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cloudmask_cli.errors import InputError
@@ -32,6 +32,9 @@ from cloudmask_cli.inference.writer import (
     sidecar_path,
 )
 from cloudmask_cli.remote import is_url
+
+if TYPE_CHECKING:
+    from cloudmask_cli.masker import CloudMasker
 
 PRODUCT_SUFFIXES = (".SAFE", ".zip", ".tar", ".tif", ".tiff", ".vrt")
 THUMBNAIL = 320  # px, the HTML report's thumbnails (when there are no quicklook files)
@@ -218,17 +221,22 @@ def _cloud_fraction(sidecar: dict[str, Any]) -> float | None:
 
 
 # -- one product in a worker ------------------------------------------------------------------
-_MODEL: dict[str, Any] = {}
+# the masker of this process (the main one, a local worker or a Dask worker): the model is
+# loaded once for every product the process masks
+_MASKER: CloudMasker | None = None
 
 
-def _loaded(weights: str | None, device: str) -> tuple[Any, dict]:
-    key = f"{weights}|{device}"
-    if key not in _MODEL:
-        from cloudmask_cli.api import load_model
+def _masker(weights: str | None, device: str, batch_size: int | None,
+            precision: str | None) -> CloudMasker:  # fmt: skip
+    from cloudmask_cli.masker import CloudMasker
 
-        _MODEL.clear()
-        _MODEL[key] = load_model(weights)
-    return _MODEL[key]
+    global _MASKER
+    m = _MASKER
+    if m is None or (m.weights, m.device, m.batch_size, m.precision) != (
+        weights, device, batch_size, precision
+    ):  # fmt: skip
+        _MASKER = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
+    return _MASKER
 
 
 def thumbnail(product: Product, output: str | Path, options: dict[str, Any], size: int) -> str:
@@ -261,16 +269,15 @@ def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
     Batch-only options: ``quicklooks`` (a quicklook beside each mask, `quicklook_path`) and
     ``thumbnail`` (px: a small quicklook for the HTML report, when there is no quicklook file).
     """
-    from cloudmask_cli.api import run
-
     t0 = time.perf_counter()
     opts = dict(options)
     thumb = opts.pop("thumbnail", None)
     if opts.pop("quicklooks", False):
         opts["quicklook"] = quicklook_path(Path(output))
     try:
-        loaded = _loaded(opts.get("weights"), opts.get("device", "auto"))
-        sidecar = run(product, output, loaded=loaded, **opts)
+        masker = _masker(opts.pop("weights", None), opts.pop("device", "auto"),
+                         opts.pop("batch_size", None), opts.pop("precision", None))  # fmt: skip
+        sidecar = masker.run(product, output, **opts)
         uri = thumbnail(product, output, opts, thumb) if thumb and not opts.get("quicklook") else ""
         return _done(product, output, sidecar, status="done", thumbnail=uri,
                      seconds=round(time.perf_counter() - t0, 2))  # fmt: skip

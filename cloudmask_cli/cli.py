@@ -32,6 +32,11 @@ QUICKLOOK_SIZE = typer.Option(
 QUICKLOOK_LAYOUT = typer.Option(
     "side", "--quicklook-layout", help="side (image | mask) | overlay (mask over the image)"
 )
+SPECTRAL = typer.Option(
+    True,
+    "--spectral-tests/--no-spectral-tests",
+    help="Water and snow from published spectral tests where the network says land or shadow.",
+)
 
 
 def _fail(exc: Exception, code: int = 2) -> None:
@@ -218,6 +223,7 @@ def run(
     ),
     quicklook_size: int = QUICKLOOK_SIZE,
     quicklook_layout: str = QUICKLOOK_LAYOUT,
+    spectral: bool = SPECTRAL,
     threads: int | None = typer.Option(
         None,
         "--read-threads",
@@ -254,6 +260,7 @@ def run(
                 quicklook=quicklook,
                 quicklook_size=quicklook_size,
                 quicklook_layout=quicklook_layout,
+                spectral=spectral,
                 progress=progress,
                 notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}")),
             )
@@ -301,6 +308,7 @@ def batch(
     ),
     quicklook_size: int = QUICKLOOK_SIZE,
     quicklook_layout: str = QUICKLOOK_LAYOUT,
+    spectral: bool = SPECTRAL,
     sar: Path | None = typer.Option(None, "--sar", help="Sentinel-1 GeoTIFF for every product."),
     dem: Path | None = typer.Option(None, "--dem", help="DEM GeoTIFF for every product."),
     resolution: float | None = typer.Option(None, "--resolution", help="Working grid (m)."),
@@ -358,6 +366,7 @@ def batch(
         "quicklooks": quicklooks,
         "quicklook_size": quicklook_size,
         "quicklook_layout": quicklook_layout,
+        "spectral": spectral,
     }
 
     def show(r: object) -> None:
@@ -563,6 +572,7 @@ def evaluate(
     cv_seed: int | None = typer.Option(
         None, "--seed", help="With --cv: this seed instead of the config's (run-to-run spread)."
     ),
+    spectral: bool = SPECTRAL,
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Score a model or masks against reference labels: the paper's pixel-wise metrics."""
@@ -586,6 +596,7 @@ def evaluate(
         report = run_evaluation(
             data, weights=weights, mask=mask, kind=kind, split=split, options=options, bands=bands,
             style=style, device=device, baseline=baseline, peer=peer, perturbation=perturb,
+            spectral=spectral,
         )  # fmt: skip
         if json_out is not None:
             write_json(report, json_out)

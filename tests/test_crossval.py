@@ -116,8 +116,13 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
     assert [f["name"] for f in plan] == ["fold1", "fold2", "without-a", "without-b"]
     assert plan[2]["train_samples"] == {"a": 0, "b": 6}
     summary = result.summary["folds"]
-    assert set(summary) == {"model", "brightness>0.3"}
+    assert set(summary) == {"model", "network", "brightness>0.3"}
     assert set(summary["model"]) == {"clean", "gain0.8", "no_swir"}
+    # the same weights without the spectral tests, clean only: the tests never change cloud
+    assert set(summary["network"]) == {"clean"}
+    for d in ("a", "b"):
+        cloud = [summary[w]["clean"][d]["pooled"]["cloud_f1"] for w in ("model", "network")]
+        assert cloud[0] == cloud[1]
     pixels = summary["model"]["clean"]["a"]["pixels"]
     assert pixels == 10 * 32 * 32  # every sample of `a` scored once over the folds
     # bright = cloud here: the brightness rule is right, which its score must say

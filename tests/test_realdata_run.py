@@ -42,3 +42,9 @@ def test_bundled_model_on_t29unu_at_60m(shared_data, tmp_path):
     both = valid & (scl > 0)
     agree = (np.isin(codes, (3, 4)) == np.isin(scl, (8, 9, 10)))[both].mean()
     assert agree > 0.9, agree
+    # the lakes: SCL's water is water (the spectral tests), SCL's shadow still shadow; the
+    # network alone called 0.0 % of the lakes water (benchmarks/quality/README.md)
+    water_r = (codes == 1)[both & (scl == 6)].mean()
+    shadow_r = (codes == 5)[both & (scl == 3)].mean()
+    assert water_r > 0.6 and shadow_r > 0.6, (water_r, shadow_r)
+    assert side["spectral_tests"] is True

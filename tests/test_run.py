@@ -682,3 +682,21 @@ def test_evaluate_scores_the_masks_run_writes(tmp_path, tiny_weights):
         res = _run(tif, "-o", out, "--weights", tiny_weights, "--sensor", sensor, "--style", style)
         assert res.exit_code == 0, res.output
         assert evaluate(tmp_path / "data", mask=out)["overall"][key] == scored[key], style
+
+
+def test_spectral_tests_only_add_water_and_snow(tmp_path, s2_product):
+    """--no-spectral-tests gives the network's classes (the bundled model's: it calls the
+    demo's lake shadow or land); with the tests (the default) the lake becomes water, no pixel
+    changes to anything else, and the sidecar says which was run."""
+    codes, sides = {}, {}
+    for flag in ("--spectral-tests", "--no-spectral-tests"):
+        out = tmp_path / f"{flag}.tif"
+        res = _run(s2_product, "-o", out, "--resolution", "20", flag)
+        assert res.exit_code == 0, res.output
+        codes[flag], sides[flag] = _read(out), json.loads(Path(f"{out}.json").read_text())
+    changed = codes["--spectral-tests"] != codes["--no-spectral-tests"]
+    assert changed.sum() > 50, "the lake, called land or shadow, becomes water"
+    assert set(np.unique(codes["--spectral-tests"][changed])) <= {1, 2}
+    assert set(np.unique(codes["--no-spectral-tests"][changed])) <= {0, 5}
+    assert sides["--spectral-tests"]["spectral_tests"] is True
+    assert sides["--no-spectral-tests"]["spectral_tests"] is False

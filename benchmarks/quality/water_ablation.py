@@ -56,7 +56,8 @@ def main() -> None:
         ground=None if "ground" in off else cfg.ground,
     )  # fmt: skip
     train(dataclasses.replace(cfg, **changes), out=args.out)
-    predict = _model_predict(Path(args.out) / "best.safetensors", "cpu")
+    # the network alone: what it learnt, without the spectral tests of `cloudmask run`
+    predict = _model_predict(Path(args.out) / "best.safetensors", "cpu", spectral=False)
 
     tiles = open_dataset(spec[0].kind, spec[0].path, None, {"resolution": 60.0, "patch": 512})
     water, shadow = CLASSES.index("water"), CLASSES.index("cloud_shadow")

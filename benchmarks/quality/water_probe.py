@@ -46,7 +46,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for weights in args.weights:
-        predict = _model_predict(weights, "cpu")
+        predict = _model_predict(weights, "cpu", spectral=False)  # the network alone
         for tile in args.tiles.split(","):
             s = by_tile[tile]
             x, label = s.read()

@@ -27,10 +27,12 @@ from cloudmask_cli.inference import heap
 from cloudmask_cli.inference.aoi import AOI
 from cloudmask_cli.inference.blender import StripBlender
 from cloudmask_cli.inference.engine import Engine, default_read_threads
+from cloudmask_cli.inference.refine import refine
 from cloudmask_cli.inference.tiling import keep_windows, plan_windows
 from cloudmask_cli.inference.writer import MaskWriter
 from cloudmask_cli.products import product_id
 from cloudmask_cli.scene import Scene
+from cloudmask_cli.sensors import Band
 
 log = logging.getLogger("cloudmask")
 
@@ -44,6 +46,9 @@ class RunOptions:
     overlap: int = 128
     read_threads: int | None = None  # None: `default_read_threads` of the engine's device
     aoi: str | Path | None = None
+    # water and snow from published spectral tests where the network says land or shadow
+    # (inference/refine.py); False: the network's classes as they are
+    spectral: bool = True
 
 
 @dataclass
@@ -118,6 +123,7 @@ def masked_strips(
         scene.shape, len(CLASSES), options.window, options.overlap, device=engine.device
     )
     desc = scene.descriptors()
+    surfaces = [b.band for b in scene.bands] if options.spectral else None
     heap.limit_arenas()
     threads = options.read_threads or default_read_threads(engine.device)
     stats.read_threads = threads
@@ -150,7 +156,7 @@ def masked_strips(
             if batch[0].window.row_off > blender.base:
                 yield from blender.finish(int(batch[0].window.row_off))
                 heap.release()
-            _predict(engine, desc, batch, blender, stats)
+            _predict(engine, desc, batch, blender, stats, surfaces)
             done += len(batch)
             if progress:
                 progress(done, len(windows))
@@ -170,7 +176,12 @@ def _done_future(tile: _Tile) -> Future[_Tile]:
 
 
 def _predict(
-    engine: Engine, desc: np.ndarray, batch: list[_Tile], blender: StripBlender, stats: Stats
+    engine: Engine,
+    desc: np.ndarray,
+    batch: list[_Tile],
+    blender: StripBlender,
+    stats: Stats,
+    surfaces: list[Band] | None = None,
 ) -> None:
     run = [t for t in batch if t.valid.any()]
     stats.windows_empty += len(batch) - len(run)
@@ -183,6 +194,8 @@ def _predict(
     probs = engine.predict_tensor(x, desc, band_mask)
     stats.model_seconds += time.perf_counter() - t0
     stats.windows_run += len(run)
+    if surfaces is not None:
+        refine(probs, x.numpy(), surfaces)
     valid = torch.from_numpy(np.stack([t.valid for t in run])).to(probs.device)
     probs.mul_(valid[:, None])  # no probability where the input has no data
     for tile, p, v in zip(run, probs, valid, strict=True):
@@ -271,6 +284,7 @@ def _sidecar(
         "crs": scene.crs.to_string(),
         "shape": list(scene.shape),
         "aoi": str(options.aoi) if options.aoi else None,
+        "spectral_tests": options.spectral,
         "windows": {
             "size": options.window,
             "overlap": options.overlap,

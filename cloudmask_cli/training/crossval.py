@@ -39,6 +39,7 @@ from cloudmask_cli.training.sample import RawSample
 
 CLEAN = "clean"
 BASELINE = "brightness>0.3"
+NETWORK = "network"  # the model's weights alone: `cloudmask run --no-spectral-tests`
 LODO = "without-"  # name prefix of the leave-one-dataset-out folds
 # the groupings reported beside cloud and invalid F1 (per class on the 7-class mask)
 CLASSES_REPORTED = ("land", "water", "snow", "thin_cloud", "thick_cloud", "cloud_shadow")
@@ -201,10 +202,10 @@ def score_fold(
     return out
 
 
-def _model_predictor(weights: Path) -> Predictor:
+def _model_predictor(weights: Path, spectral: bool = True) -> Predictor:
     from cloudmask_cli.training.evaluate import _model_predict
 
-    return _model_predict(weights, "cpu")
+    return _model_predict(weights, "cpu", spectral)
 
 
 def run_fold(
@@ -238,6 +239,8 @@ def run_fold(
     # (predictor factory, perturbations): a predictor is built only where there is work for it
     wanted: dict[str, tuple[Callable[[], Predictor], Sequence[str]]] = {
         "model": (lambda: _model_predictor(weights), tuple(perturbations)),
+        # the same weights without the water and snow tests: what the tests change, paired
+        NETWORK: (lambda: _model_predictor(weights, spectral=False), ()),
         BASELINE: (lambda: brightness_baseline(0.3), tuple(perturbations)),
     }
     for p in peers:

@@ -95,20 +95,21 @@ def load_eval_sets(
 
 
 def _model_predict(
-    weights: str | Path | None, device_spec: str
+    weights: str | Path | None, device_spec: str, spectral: bool = True
 ) -> Callable[[np.ndarray, np.ndarray, Sequence[Band]], np.ndarray]:
-    """Probabilities ``(7, h, w)`` of a window, from the engine `cloudmask run` uses."""
-    from cloudmask_cli.inference.engine import Engine, select_device
-    from cloudmask_cli.model.checkpoint import load_checkpoint
-    from cloudmask_cli.weights import default_weights
+    """Probabilities ``(7, h, w)`` of a window, from the masker `cloudmask run` uses, with its
+    water and snow tests (``spectral``, `inference.refine`) on the bands fed."""
+    from cloudmask_cli.inference.refine import refine
+    from cloudmask_cli.masker import CloudMasker
 
-    device = select_device(device_spec)[0]
-    model, _, _ = load_checkpoint(weights or default_weights(), device=device)
-    engine = Engine(model, device, batch_size=1)
+    engine = CloudMasker(weights, device=device_spec, batch_size=1).engine
 
     def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
         band_mask = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
-        return engine.predict(x[None], desc, band_mask[None])[0]
+        p = engine.predict(x[None], desc, band_mask[None])[0]
+        if spectral:
+            refine(p, x, bands)
+        return p
 
     return predict
 
@@ -181,8 +182,10 @@ def evaluate(
     peer: str | None = None,
     perturbation: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    spectral: bool = True,
 ) -> dict[str, Any]:
-    """Score a model (``weights``; the bundled one when None), the brightness ``baseline``, a
+    """Score a model (``weights``; the bundled one when None; with ``spectral``, its water and
+    snow tests as `cloudmask run` applies them), the brightness ``baseline``, a
     ``peer`` (training/peers.py) or masks (``mask``: a raster, or a folder of ``<sample
     id>.tif``) on ``data``, optionally under a ``perturbation`` of the inputs
     (training/robustness.py); returns the report (see `metrics.Scores.report`)."""
@@ -200,7 +203,7 @@ def evaluate(
         from cloudmask_cli.model.checkpoint import weights_sha256
         from cloudmask_cli.weights import default_weights
 
-        predict = _model_predict(weights, device)
+        predict = _model_predict(weights, device, spectral)
         scored_on = weights_sha256(weights or default_weights())
     else:
         predict = None
@@ -222,6 +225,7 @@ def evaluate(
         if mask is not None or baseline is not None or peer is not None
         else str(weights or "bundled"),
         "weights_sha256": scored_on,
+        "spectral_tests": spectral if scored_on is not None else None,
         "baseline": None if baseline is None else f"brightness > {baseline}",
         "peer": peer,
         "mask": None if mask is None else str(mask),
