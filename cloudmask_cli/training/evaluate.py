@@ -24,7 +24,6 @@ from cloudmask_cli.classes import CLASSES, STYLES
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.adapters import open_dataset
-from cloudmask_cli.training.adapters.common import tiles
 from cloudmask_cli.training.labels import CLOUD_FREE, NO_DATA_BITS, load_scheme
 from cloudmask_cli.training.metrics import Scores, style_lut
 from cloudmask_cli.training.sample import RawSample
@@ -253,11 +252,15 @@ def score_sets(
     *,
     bands: str = "all",
     window: int = 512,
+    overlap: int = 128,
     perturbation: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, Scores], Scores]:
     """Scores per set and over all of them of ``predict`` (probabilities ``(7, h, w)`` of a
-    window) on every pixel of every sample, in ``window``-pixel tiles as `cloudmask run`."""
+    window) on every pixel of every sample, in the windows `cloudmask run` plans (``window``
+    px, ``overlap`` px shared) and blended as it blends them."""
+    from cloudmask_cli.inference.blender import StripBlender
+    from cloudmask_cli.inference.tiling import plan_windows
     from cloudmask_cli.training.robustness import get_perturbation
 
     try:
@@ -277,11 +280,18 @@ def score_sets(
             idx = [idx[k] for k in kept]
         desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
         fed = [sample.bands[i] for i in idx]
-        for r, c, h, w in tiles(ref.shape, window):
-            part = (slice(r, r + h), slice(c, c + w))
-            probs = predict(x[:, part[0], part[1]], desc, fed)
-            # as in `cloudmask run`: no valid input is no data, whatever the model says
-            scores.update_probs(probs, ref[part], has_data[part])
+        blender = StripBlender(ref.shape, len(CLASSES), window, overlap)
+        strips = []
+        for win in plan_windows(ref.shape, window, overlap):
+            if win.row_off > blender.base:  # the rows above this window-row are final
+                strips += blender.finish(int(win.row_off))
+            rows, cols = win.toslices()
+            # as in `cloudmask run`: no probability where the input has no data
+            probs = predict(x[:, rows, cols], desc, fed) * has_data[rows, cols]
+            blender.add(win, probs, has_data[rows, cols])
+        for r, probs, valid in strips + blender.finish(ref.shape[0]):
+            n = probs.shape[1]
+            scores.update_probs(probs.numpy(), ref[r : r + n], valid.numpy())
 
     return _score_each(sets, score, progress)
 
