@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DEMO_KINDS = ("sentinel2", "landsat8", "landsat9", "landsat7", "perusat1")
+
 
 def write_demo(path: str | Path, kind: str = "sentinel2", size: int = 600, seed: int = 0) -> Path:
-    """Write a demo product of ``kind`` (sentinel2, landsat8, landsat7, perusat1) into ``path``."""
+    """Write a demo product of ``kind`` (one of `DEMO_KINDS`) into ``path``."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "sentinel2":
@@ -26,6 +28,4 @@ def write_demo(path: str | Path, kind: str = "sentinel2", size: int = 600, seed:
         from cloudmask_cli.demo.perusat1 import write_perusat1
 
         return write_perusat1(folder, size=size, seed=seed)
-    raise ValueError(
-        f"unknown demo kind {kind!r} (sentinel2, landsat8, landsat9, landsat7, perusat1)"
-    )
+    raise ValueError(f"unknown demo kind {kind!r} ({', '.join(DEMO_KINDS)})")

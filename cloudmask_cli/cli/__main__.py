@@ -1,0 +1,3 @@
+from cloudmask_cli.cli import main
+
+main()
