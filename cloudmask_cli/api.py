@@ -9,7 +9,6 @@ from typing import Any
 import xarray as xr
 
 from cloudmask_cli.masker import CloudMasker, load_model
-from cloudmask_cli.sensors import Sensor
 
 __all__ = ["CloudMasker", "load_model", "mask", "run"]
 
@@ -17,24 +16,16 @@ __all__ = ["CloudMasker", "load_model", "mask", "run"]
 def mask(
     source: str | Path | xr.DataArray,
     *,
-    sensor: str | Path | Sensor | None = None,
-    sar: str | Path | None = None,
-    dem: str | Path | None = None,
-    resolution: float | None = None,
-    style: str = "7class",
     weights: str | Path | None = None,
     device: str = "auto",
     batch_size: int | None = None,
     precision: str | None = None,
-    overlap: int = 128,
-    aoi: str | Path | None = None,
-    spectral: bool = True,
+    **options: Any,
 ) -> xr.DataArray:
-    """`CloudMasker.mask` with a masker made for this one call (it loads the model: to mask
-    many products, make one `CloudMasker` and call it for each)."""
+    """`CloudMasker.mask` (its keyword ``options``) with a masker made for this one call: it
+    loads the model, so to mask many products make one `CloudMasker` and call it for each."""
     masker = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
-    return masker.mask(source, sensor=sensor, sar=sar, dem=dem, resolution=resolution,
-                       style=style, overlap=overlap, aoi=aoi, spectral=spectral)  # fmt: skip
+    return masker.mask(source, **options)
 
 
 def run(
