@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from test_synthetic import S2, SAR_DEM, band, clear_scene, labels, landsat8_bands
 
+from cloudmask_cli import spectral
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.errors import InputError
-from cloudmask_cli.training import rules
 from cloudmask_cli.training.config import parse_config
 from cloudmask_cli.training.surfaces import (
     SnowAndWater,
@@ -32,22 +32,22 @@ def _planes(values: np.ndarray, bands, size: int = 4) -> np.ndarray:
 @pytest.mark.parametrize("level", [0.4, 0.9])
 def test_snow_passes_the_snow_test_and_cloud_does_not(level: float, age: float) -> None:
     snow = snow_reflectance(REFL, level, age, haze=0.05)
-    assert rules.snow(_planes(snow, REFL), REFL).all()  # NDSI, NIR, green, cirrus
-    assert not rules.water(_planes(snow, REFL), REFL).any()
+    assert spectral.snow(_planes(snow, REFL), REFL).all()  # NDSI, NIR, green, cirrus
+    assert not spectral.water(_planes(snow, REFL), REFL).any()
     cloud = cloud_reflectance(REFL, level, 2.0, ice=False)
-    assert not rules.snow(_planes(cloud, REFL), REFL).any()  # bright at 1.6 um
+    assert not spectral.snow(_planes(cloud, REFL), REFL).any()  # bright at 1.6 um
 
 
 @pytest.mark.parametrize("turbidity", [0.0, 0.5, 1.0])
 def test_water_passes_the_water_test_and_a_shadow_on_soil_does_not(turbidity: float) -> None:
     water = water_reflectance(REFL, turbidity, haze=0.03)
-    assert rules.water(_planes(water, REFL), REFL).all()  # Fmask, NDWI, MNDWI
-    assert not rules.snow(_planes(water, REFL), REFL).any()
+    assert spectral.water(_planes(water, REFL), REFL).all()  # Fmask, NDWI, MNDWI
+    assert not spectral.snow(_planes(water, REFL), REFL).any()
     # dim soil in a shadow keeps the soil's rising spectrum: dark, but not water
     from cloudmask_cli.training.ground import soil_reflectance
 
     shadowed = 0.25 * soil_reflectance(REFL, 0.3, 0.5)
-    assert not rules.water(_planes(shadowed, REFL), REFL).any()
+    assert not spectral.water(_planes(shadowed, REFL), REFL).any()
 
 
 def test_a_patch_becomes_snow_with_soft_edges_labelled_both() -> None:
@@ -156,7 +156,7 @@ def test_real_biome_patch_through_the_training_dataset() -> None:
     for draw in range(6):
         item = ds[(draw, 0)]
         x, poss = item["x"].numpy(), item["possible"].numpy()
-        for surface, rule in (("snow", rules.snow), ("water", rules.water)):
+        for surface, rule in (("snow", spectral.snow), ("water", spectral.water)):
             sure = poss[IDX[surface]] & (poss.sum(axis=0) == 1)
             if sure.sum() > 100:
                 seen.add(surface)

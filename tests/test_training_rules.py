@@ -12,9 +12,10 @@ import pytest
 
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.sensors import get_sensor
+from cloudmask_cli.spectral import find_band, snow, water
 from cloudmask_cli.training.config import DatasetSpec, parse_config
 from cloudmask_cli.training.labels import bits_of, classes_of, load_scheme
-from cloudmask_cli.training.rules import RuledSample, find_band, main, measure, narrow, snow, water
+from cloudmask_cli.training.rules import RuledSample, main, measure, narrow
 from cloudmask_cli.training.sample import read_sample_meta, write_sample
 
 L8 = get_sensor("landsat8_oli_tirs")

@@ -281,17 +281,20 @@ def score_sets(
         desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
         fed = [sample.bands[i] for i in idx]
         blender = StripBlender(ref.shape, len(CLASSES), window, overlap)
-        strips = []
+
+        def score_rows(row: int) -> None:  # rows above `row` are final: scored, then dropped
+            for r, probs, valid in blender.finish(row):
+                n = probs.shape[1]
+                scores.update_probs(probs.numpy(), ref[r : r + n], valid.numpy())
+
         for win in plan_windows(ref.shape, window, overlap):
-            if win.row_off > blender.base:  # the rows above this window-row are final
-                strips += blender.finish(int(win.row_off))
+            if win.row_off > blender.base:
+                score_rows(int(win.row_off))
             rows, cols = win.toslices()
             # as in `cloudmask run`: no probability where the input has no data
             probs = predict(x[:, rows, cols], desc, fed) * has_data[rows, cols]
             blender.add(win, probs, has_data[rows, cols])
-        for r, probs, valid in strips + blender.finish(ref.shape[0]):
-            n = probs.shape[1]
-            scores.update_probs(probs.numpy(), ref[r : r + n], valid.numpy())
+        score_rows(ref.shape[0])
 
     return _score_each(sets, score, progress)
 

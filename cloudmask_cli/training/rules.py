@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cloudmask_cli.sensors import Band
-from cloudmask_cli.spectral import find_band, snow, vegetation, water  # noqa: F401
+from cloudmask_cli.spectral import snow, vegetation, water
 from cloudmask_cli.training.labels import (
     BIT,
     BITS_SCHEME,
