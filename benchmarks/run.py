@@ -238,6 +238,9 @@ def append(rows: list[dict], command: str) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         job, args = sys.argv[1], sys.argv[2:]
+        from cloudmask_cli.cli.common import process_defaults
+
+        process_defaults()  # the process `cloudmask run` sets up, before torch loads
         if job == "_e2e":
             p, r, d, s, w, b, o, t = args
             result = job_e2e(p, float(r), d, s, w, int(b), o, int(t))

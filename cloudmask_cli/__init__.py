@@ -8,16 +8,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 __version__ = "0.1.0"
-
-# The read threads decode while torch computes; OpenMP workers that spin-wait between operators
-# take the cores the decoders need (S2 at 20 m on 2 cores: 158-160 s -> 140-149 s end to end,
-# 50 CPU-s less; the model alone runs as fast either way). libgomp reads this once, when torch
-# loads, so it is set here, before any torch import; the user's own value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.products import open_product

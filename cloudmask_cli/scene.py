@@ -14,7 +14,6 @@ decoded until `Scene.read` asks for a window. Each read decodes every band of th
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,11 +29,6 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError
-
-# GDAL's block cache defaults to 5 % of RAM (1.2 GB on a 24 GB machine). Each window is read
-# once, and only tiles shared by overlapping windows are read again, so a smaller cache keeps
-# the memory flat at no cost; a user's own GDAL_CACHEMAX wins.
-os.environ.setdefault("GDAL_CACHEMAX", "384")
 from cloudmask_cli.sensors import Band, Sensor
 
 

@@ -648,13 +648,46 @@ def test_help_shows_the_batch_size_defaults():
 @pytest.mark.parametrize(
     ("env", "expected"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")]
 )
-def test_openmp_workers_sleep_unless_the_user_says_otherwise(env, expected):
+def test_openmp_workers_sleep_under_the_cli_unless_the_user_says_otherwise(env, expected):
     # must hold before torch loads (libgomp reads it once), so check it in a fresh interpreter
-    code = "import os, cloudmask_cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
-    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = (
+        "import os, sys; sys.argv = ['cloudmask', '--version']\n"
+        "from cloudmask_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "import torch; print(os.environ['OMP_WAIT_POLICY'], os.environ['GDAL_CACHEMAX'])"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GDAL_CACHEMAX")}
     out = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True,
                          text=True, check=True)  # fmt: skip
-    assert out.stdout.strip() == expected
+    assert out.stdout.split()[-2:] == [expected, "384"]
+
+
+def test_importing_the_library_leaves_the_process_environment_alone():
+    # a library user's process is not changed by an import: the CLI's entry and a run set what
+    # they need (OpenMP's wait policy, GDAL's block cache), not `import cloudmask_cli`
+    code = (
+        "import os; before = dict(os.environ)\n"
+        "import cloudmask_cli, cloudmask_cli.scene, cloudmask_cli.masker, cloudmask_cli.cli\n"
+        "import cloudmask_cli.batch, cloudmask_cli.training.loop\n"
+        "print(sorted(set(os.environ.items()) ^ set(before.items())))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GDAL_CACHEMAX")}
+    out = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_run_caps_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch):
+    import rasterio.env
+
+    from cloudmask_cli.remote import gdal_env
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    with gdal_env():
+        assert rasterio.env.getenv()["GDAL_CACHEMAX"] == 384 << 20  # bytes, as rasterio sets it
+    monkeypatch.setenv("GDAL_CACHEMAX", "2048")
+    with gdal_env():
+        assert "GDAL_CACHEMAX" not in rasterio.env.getenv()  # GDAL reads the user's own
 
 
 def test_evaluate_scores_the_masks_run_writes(tmp_path, tiny_weights):

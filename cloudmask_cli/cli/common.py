@@ -78,8 +78,26 @@ class Progress:
             self.bar.__exit__(*exc)
 
 
+def process_defaults() -> None:
+    """What the program sets for its own process, where it starts (never on import, so a library
+    user's process is left as it is); the user's own values win.
+
+    The read threads decode while torch computes; OpenMP workers that spin-wait between
+    operators take the cores the decoders need (see benchmarks/README.md). libgomp reads
+    ``OMP_WAIT_POLICY`` once, when torch loads, so this runs before any command imports torch.
+    The GDAL block cache is capped for every command's reads, as `gdal_env` caps it for a run.
+    """
+    import os
+
+    from cloudmask_cli.remote import CACHE_MB
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("GDAL_CACHEMAX", str(CACHE_MB))
+
+
 def main() -> None:
     """Console-script entry point: bad input -> one line on stderr and exit code 2."""
+    process_defaults()
     try:
         app()
     except InputError as exc:  # raised outside a command's own handling
