@@ -4,7 +4,13 @@ from rasterio.windows import Window
 
 from cloudmask_cli.classes import CLASSES, NODATA, STYLES, fold
 from cloudmask_cli.inference.blender import StripBlender
-from cloudmask_cli.inference.tiling import blend_weights, keep_windows, offsets, plan_windows
+from cloudmask_cli.inference.tiling import (
+    blend_weights,
+    keep_windows,
+    offsets,
+    plan_windows,
+    tiles,
+)
 
 
 @pytest.mark.parametrize("length", [1, 100, 512, 513, 900, 1000, 1830, 10980])
@@ -17,6 +23,23 @@ def test_offsets_cover_and_clamp(length):
         covered[s : s + size] = True
     assert covered.all()
     assert starts == sorted(set(starts))
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((96, 80), 32), ((100, 37), 32), ((20, 300), 64), ((64, 64), 64), ((5, 7), 8)],
+)
+def test_training_tiles_are_the_run_windows_without_overlap(shape, size):
+    # one tiler: training cuts its samples where `run` would cut windows with no overlap
+    cut = tiles(shape, size)
+    wins = plan_windows(shape, size, 0)
+    assert cut == [(w.row_off, w.col_off, w.height, w.width) for w in wins]
+    covered = np.zeros(shape, int)
+    for r, c, h, w in cut:
+        assert (h, w) == (min(size, shape[0]), min(size, shape[1]))
+        covered[r : r + h, c : c + w] += 1
+    assert covered.min() == 1 and covered.max() <= 4  # covered; only the clamped edges twice
+    assert tiles(shape, None) == [(0, 0, *shape)]
 
 
 def test_plan_windows_row_major_and_small_scene():

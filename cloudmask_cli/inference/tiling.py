@@ -24,6 +24,17 @@ def offsets(length: int, size: int, overlap: int) -> list[int]:
     return starts
 
 
+def tiles(shape: tuple[int, int], size: int | None) -> list[tuple[int, int, int, int]]:
+    """Tiles ``(row, col, height, width)`` of ``size`` px without overlap, cut as `offsets`
+    cuts windows (the last row and column clamped inside); the whole image when ``size`` is
+    None. Training datasets cut their samples and crops with it."""
+    h, w = shape
+    if size is None:
+        return [(0, 0, h, w)]
+    th, tw = min(size, h), min(size, w)
+    return [(r, c, th, tw) for r in offsets(h, size, 0) for c in offsets(w, size, 0)]
+
+
 def plan_windows(shape: tuple[int, int], size: int = 512, overlap: int = 128) -> list[Window]:
     """All windows over a grid of ``shape`` (rows, cols), in row-major order."""
     h, w = shape

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.descriptors import LENGTH
-from cloudmask_cli.training.adapters.common import tiles
+from cloudmask_cli.inference.tiling import tiles
 from cloudmask_cli.training.augment import (
     Augmentation,
     BandSampling,

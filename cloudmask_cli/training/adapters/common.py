@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -146,21 +146,6 @@ def read_on_grid(
             )
     except RasterioError as exc:
         raise InputError(path, f"cannot read label ({str(exc).splitlines()[0][:200]})") from None
-
-
-def tiles(shape: tuple[int, int], size: int | None) -> Iterator[tuple[int, int, int, int]]:
-    """Tiles ``(row, col, h, w)`` of ``size`` covering an image; the last row/column is clamped
-    inside (overlapping its neighbour) so every tile is full size when the image is larger."""
-    h, w = shape
-    if size is None or (h <= size and w <= size):
-        yield 0, 0, h, w
-        return
-    th, tw = min(size, h), min(size, w)
-    rows = sorted({min(r, h - th) for r in range(0, h, th)})
-    cols = sorted({min(c, w - tw) for c in range(0, w, tw)})
-    for r in rows:
-        for c in cols:
-            yield r, c, th, tw
 
 
 def in_split(sample_id: str, split: str | None, val_fraction: float) -> bool:

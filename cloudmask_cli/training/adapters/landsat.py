@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.inference.tiling import tiles
 from cloudmask_cli.products.mtl import MTL, read_mtl
 from cloudmask_cli.scene import Radiometry
 from cloudmask_cli.training.adapters.common import (
@@ -36,7 +37,6 @@ from cloudmask_cli.training.adapters.common import (
     none_found,
     open_scene,
     sensor_bands,
-    tiles,
 )
 from cloudmask_cli.training.sample import Box, read_raster_window
 

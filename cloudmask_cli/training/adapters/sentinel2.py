@@ -28,6 +28,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.inference.tiling import tiles
 from cloudmask_cli.scene import Radiometry
 from cloudmask_cli.training.adapters.common import (
     BandFile,
@@ -37,7 +38,6 @@ from cloudmask_cli.training.adapters.common import (
     none_found,
     open_scene,
     sensor_bands,
-    tiles,
 )
 from cloudmask_cli.training.sample import Box, RawSample
 
