@@ -134,6 +134,24 @@ def test_cloudsen12(tmp_path: Path) -> None:
     np.testing.assert_allclose(stored[0].read()[0], with_sar[0].read()[0])
 
 
+def test_convert_command_writes_the_training_format(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cloudmask_cli.cli import app
+
+    root = make_cloudsen12(tmp_path / "cs12")
+    res = CliRunner().invoke(app, ["convert", "cloudsen12", str(root), str(tmp_path / "out"),
+                                   "--split", "val", "--option", "sar=true"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "1 samples written" in res.stdout
+    stored = load_stored(tmp_path / "out", "val")
+    assert names(stored[0]) == names(open_dataset("cloudsen12", root, "val", {"sar": True})[0])
+    bad = CliRunner().invoke(app, ["convert", "cloudsen13", str(root), str(tmp_path / "o2")])
+    assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0
+    assert "cloudsen13" in bad.stderr and "cloudsen12" in bad.stderr  # names the known kinds
+    assert not (tmp_path / "o2").exists()
+
+
 def test_cmc(tmp_path: Path) -> None:
     root = tmp_path / "cmc"
     (root / "subscenes").mkdir(parents=True)

@@ -8,8 +8,14 @@ from pathlib import Path
 import rasterio
 import yaml
 from training_fixtures import training_set
+from typer.testing import CliRunner
 
-from cloudmask_cli.training.review import main
+from cloudmask_cli.cli import app
+
+
+def main(argv: list[str]) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["review", *argv])
+    return res.exit_code, res.stderr
 
 
 def test_sheets_show_image_and_label_side_by_side(tmp_path: Path) -> None:
@@ -18,7 +24,7 @@ def test_sheets_show_image_and_label_side_by_side(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump({"datasets": [{
         "path": str(data), "kind": "training", "name": "synth",
         "exclude": {"train01": "clear land labelled cloud"}}]}))  # fmt: skip
-    assert main([str(config), "--out", str(tmp_path / "out")]) == 0
+    assert main([str(config), "--out", str(tmp_path / "out")])[0] == 0
     with (tmp_path / "out" / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["id"], r["split"]) for r in rows] == [
@@ -43,11 +49,12 @@ def test_sheets_show_image_and_label_side_by_side(tmp_path: Path) -> None:
     assert abs(share - cloud.mean()) < 1e-3
 
 
-def test_unknown_dataset_is_one_line_error(tmp_path: Path, capsys) -> None:
+def test_unknown_dataset_is_one_line_error(tmp_path: Path) -> None:
     data = training_set(tmp_path / "data", n_train=1, n_val=1)
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump({"datasets": [{"path": str(data), "name": "synth"}]}))
-    assert main([str(config), "--dataset", "nope", "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
+    code, err = main([str(config), "--dataset", "nope", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = err.strip()
     assert err.count("\n") == 0 and "cfg.yaml" in err and "synth" in err
     assert not (tmp_path / "o").exists()

@@ -201,3 +201,48 @@ def _cross_validate(
                 r.add_row(*row)
         out.print(r, width=max(out.width, WIDE))
     out.print(f"{folder / 'crossval.json'}", highlight=False)
+
+
+@app.command()
+def convert(
+    kind: str = typer.Argument(
+        ...,
+        help="Dataset layout: cloudsen12, sparcs, biome, kappaset, ... (docs/training-format.md).",
+    ),
+    src: Path = typer.Argument(..., help="The dataset as its authors publish it."),
+    dst: Path = typer.Argument(..., help="Output folder in the training format."),
+    split: str | None = typer.Option(None, "--split", help="Only this split (train, val, ...)."),
+    fmt: str = typer.Option("tif", "--format", help="tif | npz"),
+    option: list[str] | None = typer.Option(None, "--option", help="Adapter option key=value."),
+) -> None:
+    """Convert a public cloud dataset to the training format (for train and evaluate)."""
+    from cloudmask_cli.training.adapters import ADAPTERS, parse_options
+    from cloudmask_cli.training.adapters import convert as run_conversion
+
+    try:
+        if kind not in ADAPTERS:
+            raise InputError(src, f"unknown dataset kind {kind!r} (known: {', '.join(ADAPTERS)})")
+        if fmt not in ("tif", "npz"):
+            raise InputError(None, f"--format {fmt!r}: expected tif or npz")
+        written = run_conversion(kind, src, dst, split, parse_options(option), fmt=fmt)
+    except InputError as exc:
+        fail(exc)
+    out.print(f"{len(written)} samples written to {dst}", highlight=False)
+
+
+@app.command()
+def review(
+    config: Path = typer.Argument(..., help="Training config YAML."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the PNGs and index.csv."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Only this dataset of the config (its name)."
+    ),
+) -> None:
+    """Label review sheets: each sample's image beside its labels, and an index of them."""
+    from cloudmask_cli.training.review import review as write_sheets
+
+    try:
+        index = write_sheets(config, out_dir, dataset)
+    except InputError as exc:
+        fail(exc)
+    out.print(f"sheets and {index.name} in {index.parent}", highlight=False)

@@ -1,6 +1,6 @@
 """Label review sheets: each sample's true-colour image beside its labels, one PNG per sample.
 
-    python -m cloudmask_cli.training.review examples/train-bundled.yaml --dataset oncloudn --out review/
+    cloudmask review examples/train-bundled.yaml --dataset oncloudn --out review/
 
 writes ``<split>-<id>.png`` for every sample of the dataset (training and held-out) and an
 ``index.csv`` (id, split, labelled cloud share, the config's exclusion reason), so a person can
@@ -11,10 +11,8 @@ labelled "cloud or not" (partial labels), purple unlabelled or no data.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -113,24 +111,3 @@ def review(
                     reason = spec.exclude.get(sample.id, "")
                     rows.writerow([spec.name, sample.id, split, f"{share:.3f}", reason])
     return index
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cloudmask_cli.training.review", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("config", help="training config YAML")
-    parser.add_argument("--dataset", help="only this dataset of the config (its name)")
-    parser.add_argument("--out", required=True, help="folder for the PNGs and index.csv")
-    args = parser.parse_args(argv)
-    try:
-        index = review(args.config, args.out, args.dataset)
-    except InputError as exc:
-        print(f"cloudmask: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"sheets and {index.name} in {index.parent}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Every adapter is ``adapter(root, split=..., **options) -> list[RawSample]``; `open_dataset` looks
 one up by kind, `convert` writes its samples in the training format (docs/training-format.md).
-``python -m cloudmask_cli.training.adapters KIND SRC DST [--split S] [--option key=value]``.
+``cloudmask convert KIND SRC DST [--split S] [--option key=value]``.
 """
 
 from __future__ import annotations
