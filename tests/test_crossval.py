@@ -194,6 +194,19 @@ def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:
     assert not (tmp_path / "cv2").exists()  # refused before anything is written
 
 
+def test_seed_reaches_folds_trained_in_parallel(tmp_path: Path) -> None:
+    # with --jobs > 1 each worker reloaded the recipe from its file and trained with the
+    # recipe's seed: a "second seed" run repeated the first, checkpoint for checkpoint
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(recipe(tmp_path)), encoding="utf-8")
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(config), "--cv", "2", "--jobs", "2",
+                                   "--out", str(tmp_path / "cv"), "--seed", "11", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    for fold in ("fold1", "fold2"):
+        meta = read_metadata(tmp_path / "cv" / fold / "best.safetensors")
+        assert meta["training"]["config"]["seed"] == 11
+
+
 def test_rules_narrow_training_labels_never_the_scored_ones(tmp_path: Path) -> None:
     # a rule-made water label scored as truth would score the rule, not the model
     from cloudmask_cli.training.loop import load_splits

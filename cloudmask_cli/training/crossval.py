@@ -272,8 +272,10 @@ def _peer(name: str) -> Predictor:
 
 
 def _run_one(args: tuple[Any, ...]) -> str:
-    config_path, k, lodo, index, out, perturbations, peers = args
+    config_path, k, lodo, index, out, perturbations, peers, seed = args
     cfg = load_config(config_path)
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
     fold = make_folds(all_samples(cfg), k, lodo)[index]
     return str(run_fold(cfg, fold, Path(out), perturbations, peers, threads=1))
 
@@ -422,7 +424,7 @@ def cross_validate(
         for f in folds
     ]  # fmt: skip
     (out / "folds.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
-    args = [(str(config), k, lodo, i, str(out), tuple(perturbations), tuple(peers))
+    args = [(str(config), k, lodo, i, str(out), tuple(perturbations), tuple(peers), seed)
             for i in range(len(folds))]  # fmt: skip
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
