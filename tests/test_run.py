@@ -645,6 +645,15 @@ def test_help_shows_the_batch_size_defaults():
     assert "2 on CPU, up to 8 on CUDA" in result.output
 
 
+def _fresh_python(code: str, env: dict[str, str]) -> str:
+    """stdout of ``code`` in a new interpreter whose environment lacks the variables cloudmask
+    sets, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GDAL_CACHEMAX")}
+    out = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return out.stdout
+
+
 @pytest.mark.parametrize(
     ("env", "expected"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")]
 )
@@ -656,10 +665,7 @@ def test_openmp_workers_sleep_under_the_cli_unless_the_user_says_otherwise(env, 
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "import torch; print(os.environ['OMP_WAIT_POLICY'], os.environ['GDAL_CACHEMAX'])"
     )
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GDAL_CACHEMAX")}
-    out = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
-    assert out.stdout.split()[-2:] == [expected, "384"]
+    assert _fresh_python(code, env).split()[-2:] == [expected, "384"]
 
 
 def test_importing_the_library_leaves_the_process_environment_alone():
@@ -671,10 +677,7 @@ def test_importing_the_library_leaves_the_process_environment_alone():
         "import cloudmask_cli.batch, cloudmask_cli.training.loop\n"
         "print(sorted(set(os.environ.items()) ^ set(before.items())))"
     )
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GDAL_CACHEMAX")}
-    out = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True,
-                         text=True, check=True)  # fmt: skip
-    assert out.stdout.strip() == "[]"
+    assert _fresh_python(code, {}).strip() == "[]"
 
 
 def test_a_run_caps_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch):
