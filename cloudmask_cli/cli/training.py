@@ -216,12 +216,10 @@ def convert(
     option: list[str] | None = typer.Option(None, "--option", help="Adapter option key=value."),
 ) -> None:
     """Convert a public cloud dataset to the training format (for train and evaluate)."""
-    from cloudmask_cli.training.adapters import ADAPTERS, parse_options
     from cloudmask_cli.training.adapters import convert as run_conversion
+    from cloudmask_cli.training.adapters import parse_options
 
     try:
-        if kind not in ADAPTERS:
-            raise InputError(src, f"unknown dataset kind {kind!r} (known: {', '.join(ADAPTERS)})")
         if fmt not in ("tif", "npz"):
             raise InputError(None, f"--format {fmt!r}: expected tif or npz")
         written = run_conversion(kind, src, dst, split, parse_options(option), fmt=fmt)
