@@ -20,11 +20,14 @@ def mask(
     device: str = "auto",
     batch_size: int | None = None,
     precision: str | None = None,
+    flips: bool = False,
     **options: Any,
 ) -> xr.DataArray:
     """`CloudMasker.mask` (its keyword ``options``) with a masker made for this one call: it
     loads the model, so to mask many products make one `CloudMasker` and call it for each."""
-    masker = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
+    masker = CloudMasker(
+        weights, device=device, batch_size=batch_size, precision=precision, flips=flips
+    )
     return masker.mask(source, **options)
 
 
@@ -36,11 +39,15 @@ def run(
     device: str = "auto",
     batch_size: int | None = None,
     precision: str | None = None,
+    flips: bool = False,
     masker: CloudMasker | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """What `cloudmask run` does: `CloudMasker.run` (its keyword ``options``) with ``masker``,
-    or one made for this call from ``weights``, ``device``, ``batch_size`` and ``precision``."""
+    or one made for this call from ``weights``, ``device``, ``batch_size``, ``precision`` and
+    ``flips``."""
     if masker is None:
-        masker = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
+        masker = CloudMasker(
+            weights, device=device, batch_size=batch_size, precision=precision, flips=flips
+        )
     return masker.run(product, output, **options)

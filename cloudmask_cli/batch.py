@@ -227,15 +227,16 @@ _MASKER: CloudMasker | None = None
 
 
 def _masker(weights: str | None, device: str, batch_size: int | None,
-            precision: str | None) -> CloudMasker:  # fmt: skip
+            precision: str | None, flips: bool = False) -> CloudMasker:  # fmt: skip
     from cloudmask_cli.masker import CloudMasker
 
     global _MASKER
     m = _MASKER
-    if m is None or (m.weights, m.device, m.batch_size, m.precision) != (
-        weights, device, batch_size, precision
+    if m is None or (m.weights, m.device, m.batch_size, m.precision, m.flips) != (
+        weights, device, batch_size, precision, flips
     ):  # fmt: skip
-        _MASKER = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision)
+        _MASKER = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision,
+                              flips=flips)  # fmt: skip
     return _MASKER
 
 
@@ -276,7 +277,8 @@ def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
         opts["quicklook"] = quicklook_path(Path(output))
     try:
         masker = _masker(opts.pop("weights", None), opts.pop("device", "auto"),
-                         opts.pop("batch_size", None), opts.pop("precision", None))  # fmt: skip
+                         opts.pop("batch_size", None), opts.pop("precision", None),
+                         opts.pop("flips", False))  # fmt: skip
         sidecar = masker.run(product, output, **opts)
         uri = thumbnail(product, output, opts, thumb) if thumb and not opts.get("quicklook") else ""
         return _done(product, output, sidecar, status="done", thumbnail=uri,

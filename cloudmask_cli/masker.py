@@ -88,7 +88,8 @@ def _scene_from_xarray(data: xr.DataArray, sensor: str | Path | Sensor) -> tuple
 class CloudMasker:
     """Masks products with one model: ``weights`` (None: the bundled weights) on ``device``
     (``auto | cpu | cuda | cuda:N``), ``batch_size`` windows per call and ``precision``
-    (None: the device's defaults, `inference.engine`)."""
+    (None: the device's defaults, `inference.engine`); ``flips``: each window's probabilities
+    averaged with those of its mirror images (test-time augmentation, 4 passes)."""
 
     def __init__(
         self,
@@ -97,8 +98,10 @@ class CloudMasker:
         device: str = "auto",
         batch_size: int | None = None,
         precision: str | None = None,
+        flips: bool = False,
     ) -> None:
         self.weights = weights
+        self.flips = flips
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
@@ -112,7 +115,7 @@ class CloudMasker:
         if self._engine is None:
             dev, self.device_notice = select_device(self.device)
             model, self._info = load_model(self.weights)
-            self._engine = Engine(model, dev, self.batch_size, self.precision)
+            self._engine = Engine(model, dev, self.batch_size, self.precision, flips=self.flips)
         return self._engine
 
     @property

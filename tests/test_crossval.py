@@ -152,6 +152,16 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
     assert set(model) == {"clean", "gain0.8", "gain1.2", "no_swir"}
     for cond in ("clean", "gain0.8", "no_swir"):
         assert json.dumps(model[cond]) == json.dumps(result.summary["folds"]["model"][cond])
+    # test-time flips asked for later: the same fold weights scored again, nothing retrained
+    flipped = cross_validate(config, out, k=2, lodo=True, flips=True,
+                             perturbations=["gain0.8", "gain1.2"])  # fmt: skip
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/best.safetensors")} == stamp
+    assert sorted(p.parent.name for p in out.glob("*/scores-model+flips.npz")) == [
+        "fold1", "fold2", "without-a", "without-b"
+    ]  # fmt: skip
+    tta = flipped.summary["folds"]["model+flips"]
+    assert set(tta) == {"clean"} and tta["clean"]["a"]["pixels"] == pixels
+    assert json.dumps(flipped.summary["folds"]["model"]) == json.dumps(model)
     # what a published weights YAML carries of it (weights.publish --crossval)
     from cloudmask_cli.errors import InputError
     from cloudmask_cli.weights.publish import crossval_figures

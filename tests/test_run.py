@@ -736,3 +736,47 @@ def test_spectral_tests_only_add_water_and_snow(tmp_path, s2_product):
     assert set(np.unique(codes["--no-spectral-tests"][changed])) <= {0, 5}
     assert sides["--spectral-tests"]["spectral_tests"] is True
     assert sides["--no-spectral-tests"]["spectral_tests"] is False
+
+
+def test_flips_make_the_prediction_mirror_equivariant(tiny_weights):
+    # test-time augmentation: the mean over a window and its mirror images, each mapped back,
+    # answers a mirrored window with the mirrored answer; the bare network does not
+    from cloudmask_cli.inference.engine import Engine
+    from cloudmask_cli.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(tiny_weights)[0]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 0.6, (1, 4, 64, 64)).astype(np.float32)
+    x[0, :, :10, :20] = np.nan  # no-data corner: not symmetric either
+    desc = rng.normal(size=(4, 74)).astype(np.float32)
+    mask = np.ones((1, 4), dtype=bool)
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+    tta = Engine(model, torch.device("cpu"), batch_size=1, flips=True)
+    plain = Engine(model, torch.device("cpu"), batch_size=1)
+    a, b = tta.predict(x, desc, mask), tta.predict(mirrored, desc, mask)
+    np.testing.assert_allclose(b, a[..., ::-1], atol=1e-5)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=1e-5)
+    p, q = plain.predict(x, desc, mask), plain.predict(mirrored, desc, mask)
+    assert np.abs(q - p[..., ::-1]).max() > 1e-3
+    # the flipped mean contains the plain pass: it is its average with the three mirror passes
+    assert not np.allclose(a, p, atol=1e-4)
+
+
+def test_run_with_flips_records_it_and_batch_passes_it_on(s2_product, tiny_weights, tmp_path):
+    common = ["--weights", str(tiny_weights), "--device", "cpu", "--resolution", "60", "-q"]
+    plain, flipped = tmp_path / "plain.tif", tmp_path / "flipped.tif"
+    for out, extra in ((plain, []), (flipped, ["--flips"])):
+        res = runner.invoke(app, ["run", str(s2_product), "-o", str(out), *common, *extra])
+        assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "plain.tif.json").read_text())["flips"] is False
+    assert json.loads((tmp_path / "flipped.tif.json").read_text())["flips"] is True
+    import rasterio
+
+    with rasterio.open(plain) as a, rasterio.open(flipped) as b:
+        assert a.profile["width"] == b.profile["width"]
+        assert (a.read(1) != b.read(1)).any()  # an untrained model is not mirror-symmetric
+    res = runner.invoke(app, ["batch", str(s2_product), "--out-dir", str(tmp_path / "b"),
+                              "--flips", *common[:-1], "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (side,) = (tmp_path / "b").glob("*.json")
+    assert json.loads(side.read_text())["flips"] is True

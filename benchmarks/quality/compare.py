@@ -54,14 +54,16 @@ def main() -> None:
         results = {f.name: CrossValidation.load(f / "crossval.json") for f in args.folders}
     print(HEAD)
     print("|" + "---|" * 8)
+    # the recipe's own rows (its weights, with and without tests or flips) in every folder;
+    # a peer's or the baseline's (the same in every folder) once
+    own = ("model", "network", "model+flips")
     peers_done = set()
     for name, res in results.items():
         for row in table(res, args.part, CLEAN):
-            if row[0] != "model":
-                if row[0] in peers_done:
-                    continue
+            if row[0] not in own and row[0] in peers_done:
+                continue
             print(f"| {name} | " + " | ".join(row) + " |")
-        peers_done |= {p for p in res.summary.get(args.part, {}) if p != "model"}
+        peers_done |= {p for p in res.summary.get(args.part, {}) if p not in own}
     # recipes with other datasets: their own "mean of datasets" do not compare; these do
     sets = [
         set(r.summary.get(args.part, {}).get("model", {}).get(CLEAN, {})) - {MEAN}

@@ -22,6 +22,14 @@ Precision = Annotated[
         help=r"float32 | float16 | bfloat16 \[default: float16 on CUDA, float32 on CPU].",
     ),
 ]
+Flips = Annotated[
+    bool,
+    typer.Option(
+        "--flips",
+        help="Test-time augmentation: average each window with its mirror images (4x the "
+        "model's time; a little better masks, see README Model quality).",
+    ),
+]
 Overlap = Annotated[int, typer.Option("--overlap", help="Window overlap in pixels.")]
 Aoi = Annotated[Path | None, typer.Option("--aoi", help="GeoJSON area (WGS84) to mask.")]
 Style = Annotated[str, typer.Option("--style", help="7class | 4class | cloud | valid")]

@@ -127,6 +127,9 @@ def evaluate(
     cv_seed: int | None = typer.Option(
         None, "--seed", help="With --cv: this seed instead of the config's (run-to-run spread)."
     ),
+    cv_flips: bool = typer.Option(
+        False, "--cv-flips", help="With --cv: also score the model with test-time mirror images."
+    ),
     spectral: Spectral = True,
     quiet: Quiet = False,
 ) -> None:
@@ -138,7 +141,16 @@ def evaluate(
 
     if cv is not None:
         _cross_validate(
-            data, cv, lodo, cv_out, cv_perturb or [], cv_peer or [], jobs, cv_seed, quiet
+            data,
+            cv,
+            lodo,
+            cv_out,
+            cv_perturb or [],
+            cv_peer or [],
+            jobs,
+            cv_seed,
+            cv_flips,
+            quiet,
         )
         return
     if weights is not None and mask is not None:
@@ -164,7 +176,7 @@ def evaluate(
 
 def _cross_validate(
     config: Path, k: int, lodo: bool, folder: Path, perturb: list[str], peers: list[str],
-    jobs: int, seed: int | None, quiet: bool,
+    jobs: int, seed: int | None, flips: bool, quiet: bool,
 ) -> None:  # fmt: skip
     from cloudmask_cli.training.crossval import cross_validate, robustness_rows, table
     from cloudmask_cli.training.robustness import PERTURBATIONS
@@ -175,7 +187,7 @@ def _cross_validate(
     try:
         result = cross_validate(
             config, folder, k=k, lodo=lodo, perturbations=perturb, peers=peers, jobs=jobs,
-            seed=seed, notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
+            seed=seed, flips=flips, notice=None if quiet else (lambda m: err.print(f"cloudmask: {m}", markup=False)),
         )  # fmt: skip
     except (InputError, ValueError) as exc:
         fail(exc)

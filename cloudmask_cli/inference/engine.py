@@ -57,6 +57,8 @@ def default_read_threads(device: torch.device) -> int:
 # ones on 99.8-99.96 % of pixels, bf16 masks on 97.1-99.6 % (benchmarks/results.md, first GPU
 # session).
 PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# the mirror images of test-time augmentation, as torch.flip dims of (B, C, H, W)
+FLIPS = ((3,), (2,), (2, 3))
 
 
 def default_precision(device: torch.device) -> str:
@@ -72,6 +74,7 @@ class Engine:
     device: torch.device
     batch_size: int | None = None  # None: `default_batch_size` of the device
     precision: str | None = None  # None: `default_precision` of the device
+    flips: bool = False  # average over the mirror images too (4 passes per window)
     oom_events: int = field(default=0, init=False)
     float32_retries: int = field(default=0, init=False)
 
@@ -103,6 +106,20 @@ class Engine:
         """An empty float32 batch to fill on the host; pinned on CUDA, so it is copied once."""
         return torch.empty(shape, dtype=torch.float32, pin_memory=self.cuda)
 
+    def _probs(self, x: torch.Tensor, d: torch.Tensor, band_mask: torch.Tensor) -> torch.Tensor:
+        dtype = PRECISIONS[str(self.precision)]
+        if dtype is not None:
+            with torch.autocast(self.device.type, dtype=dtype):
+                logits = self.model(x, d, band_mask=band_mask)
+            # half precision overflows past 65504: redo such a batch in float32 rather
+            # than write NaN probabilities
+            if not bool(torch.isfinite(logits).all()):
+                self.float32_retries += 1
+                logits = self.model(x, d, band_mask=band_mask)
+        else:
+            logits = self.model(x, d, band_mask=band_mask)
+        return torch.softmax(logits.float(), dim=1)
+
     def _forward(
         self, x: torch.Tensor, desc: torch.Tensor, band_mask: torch.Tensor
     ) -> torch.Tensor:
@@ -110,19 +127,15 @@ class Engine:
             x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
             band_mask = band_mask.to(self.device, non_blocking=True)
         d = desc.unsqueeze(0).expand(x.shape[0], -1, -1)
-        dtype = PRECISIONS[str(self.precision)]
         with torch.no_grad():  # not inference_mode: the pipeline masks the result in place
-            if dtype is not None:
-                with torch.autocast(self.device.type, dtype=dtype):
-                    logits = self.model(x, d, band_mask=band_mask)
-                # half precision overflows past 65504: redo such a batch in float32 rather
-                # than write NaN probabilities
-                if not bool(torch.isfinite(logits).all()):
-                    self.float32_retries += 1
-                    logits = self.model(x, d, band_mask=band_mask)
-            else:
-                logits = self.model(x, d, band_mask=band_mask)
-            return torch.softmax(logits.float(), dim=1)
+            p = self._probs(x, d, band_mask)
+            if self.flips:
+                # test-time augmentation: the mean over the window and its three mirror
+                # images, each mapped back (the network is not exactly mirror-symmetric)
+                for dims in FLIPS:
+                    p += torch.flip(self._probs(torch.flip(x, dims), d, band_mask), dims)
+                p /= 1 + len(FLIPS)
+            return p
 
     def predict_tensor(
         self, x: np.ndarray | torch.Tensor, desc: np.ndarray, band_mask: np.ndarray

@@ -295,6 +295,7 @@ def _sidecar(
         "device": str(engine.device),
         "batch_size": engine.batch_size,
         "precision": engine.precision,
+        "flips": engine.flips,
         "oom_events": engine.oom_events,
         "float32_retries": engine.float32_retries,
         "read_threads": stats.read_threads,

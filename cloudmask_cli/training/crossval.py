@@ -40,6 +40,7 @@ from cloudmask_cli.training.sample import RawSample
 CLEAN = "clean"
 BASELINE = "brightness>0.3"
 NETWORK = "network"  # the model's weights alone: `cloudmask run --no-spectral-tests`
+FLIPS = "model+flips"  # the model with test-time mirror images (`cloudmask run --flips`)
 LODO = "without-"  # name prefix of the leave-one-dataset-out folds
 # the groupings reported beside cloud and invalid F1 (per class on the 7-class mask)
 CLASSES_REPORTED = ("land", "water", "snow", "thin_cloud", "thick_cloud", "cloud_shadow")
@@ -202,10 +203,10 @@ def score_fold(
     return out
 
 
-def _model_predictor(weights: Path, spectral: bool = True) -> Predictor:
+def _model_predictor(weights: Path, spectral: bool = True, flips: bool = False) -> Predictor:
     from cloudmask_cli.training.evaluate import _model_predict
 
-    return _model_predict(weights, "cpu", spectral)
+    return _model_predict(weights, "cpu", spectral, flips)
 
 
 def run_fold(
@@ -215,11 +216,13 @@ def run_fold(
     perturbations: Sequence[str],
     peers: Sequence[str],
     threads: int | None = None,
+    flips: bool = False,
 ) -> Path:
     """Train the recipe on ``fold`` and score its test samples: ``out/<fold>/scores-<who>.npz``
-    per predictor (model, baseline, peers). What an earlier run left (weights, scores) is kept,
-    so an interrupted run resumes, and peers or perturbations can be added later. Returns the
-    fold's folder."""
+    per predictor (model, baseline, peers; with ``flips`` the model with test-time mirror
+    images too, paired). What an earlier run left (weights, scores) is kept, so an interrupted
+    run resumes, and peers, perturbations or flips can be added later. Returns the fold's
+    folder."""
     import torch
 
     from cloudmask_cli.training.evaluate import brightness_baseline
@@ -243,6 +246,8 @@ def run_fold(
         NETWORK: (lambda: _model_predictor(weights, spectral=False), ()),
         BASELINE: (lambda: brightness_baseline(0.3), tuple(perturbations)),
     }
+    if flips:
+        wanted[FLIPS] = (lambda: _model_predictor(weights, flips=True), ())
     for p in peers:
         wanted[p] = (lambda p=p: _peer(p), ())
     for who, (make, conditions) in wanted.items():
@@ -272,12 +277,12 @@ def _peer(name: str) -> Predictor:
 
 
 def _run_one(args: tuple[Any, ...]) -> str:
-    config_path, k, lodo, index, out, perturbations, peers, seed = args
+    config_path, k, lodo, index, out, perturbations, peers, seed, flips = args
     cfg = load_config(config_path)
     if seed is not None:
         cfg = replace(cfg, seed=seed)
     fold = make_folds(all_samples(cfg), k, lodo)[index]
-    return str(run_fold(cfg, fold, Path(out), perturbations, peers, threads=1))
+    return str(run_fold(cfg, fold, Path(out), perturbations, peers, threads=1, flips=flips))
 
 
 def load_scores(folder: Path) -> dict[str, dict[str, dict[str, Scores]]]:
@@ -398,11 +403,13 @@ def cross_validate(
     peers: Sequence[str] = (),
     jobs: int = 1,
     seed: int | None = None,
+    flips: bool = False,
     notice: Callable[[str], None] | None = None,
 ) -> CrossValidation:
     """Train and score the recipe ``config`` on every fold; folds already scored under
     ``out`` (an interrupted run) are kept. ``jobs`` folds train at once, one thread each;
-    ``seed`` replaces the recipe's (the same recipe run again, for its run-to-run spread)."""
+    ``seed`` replaces the recipe's (the same recipe run again, for its run-to-run spread);
+    ``flips`` also scores the model with test-time mirror images."""
     from cloudmask_cli.training.robustness import get_perturbation
 
     notice = notice or (lambda m: None)
@@ -424,7 +431,7 @@ def cross_validate(
         for f in folds
     ]  # fmt: skip
     (out / "folds.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
-    args = [(str(config), k, lodo, i, str(out), tuple(perturbations), tuple(peers), seed)
+    args = [(str(config), k, lodo, i, str(out), tuple(perturbations), tuple(peers), seed, flips)
             for i in range(len(folds))]  # fmt: skip
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
@@ -432,7 +439,7 @@ def cross_validate(
                 notice(f"scored {path}")
     else:
         for fold in folds:
-            notice(f"scored {run_fold(cfg, fold, out, perturbations, peers)}")
+            notice(f"scored {run_fold(cfg, fold, out, perturbations, peers, flips=flips)}")
     scores = {f.name: load_scores(out / f.name) for f in folds}
     kfold = [f for f in folds if not f.name.startswith(LODO)]
     left_out = [f for f in folds if f.name.startswith(LODO)]

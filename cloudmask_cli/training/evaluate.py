@@ -94,14 +94,15 @@ def load_eval_sets(
 
 
 def _model_predict(
-    weights: str | Path | None, device_spec: str, spectral: bool = True
+    weights: str | Path | None, device_spec: str, spectral: bool = True, flips: bool = False
 ) -> Callable[[np.ndarray, np.ndarray, Sequence[Band]], np.ndarray]:
     """Probabilities ``(7, h, w)`` of a window, from the masker `cloudmask run` uses, with its
-    water and snow tests (``spectral``, `inference.refine`) on the bands fed."""
+    water and snow tests (``spectral``, `inference.refine`) on the bands fed; ``flips``:
+    test-time mirror images averaged in."""
     from cloudmask_cli.inference.refine import refine
     from cloudmask_cli.masker import CloudMasker
 
-    engine = CloudMasker(weights, device=device_spec, batch_size=1).engine
+    engine = CloudMasker(weights, device=device_spec, batch_size=1, flips=flips).engine
 
     def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
         band_mask = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
