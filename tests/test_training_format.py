@@ -180,3 +180,70 @@ def test_focus_config_section() -> None:
         parse_config({**base, "focus": {"classes": ["lake"]}})
     with pytest.raises(InputError, match="unknown key"):
         parse_config({**base, "focus": {"q": 1}})
+
+
+def _ramp_sample(root: Path):
+    """A 128 px Sentinel-2 sample whose B02 rises by 0.001 per column; SCL land on the left
+    half, water on the right."""
+    label = np.full((128, 128), 4, np.uint8)
+    label[:, 64:] = 6
+    dn = np.broadcast_to(np.arange(128, dtype=np.uint16) * 10 + 500, (1, 128, 128)).copy()
+    meta = write_sample(root, "ramp", dn, label, sensor="sentinel2_msi", bands=["B02"],
+                        scheme="scl", scale=[1e-4])  # fmt: skip
+    return read_sample_meta(meta)
+
+
+def test_scale_augmentation_changes_the_ground_sampling_distance(tmp_path: Path) -> None:
+    from cloudmask_cli.classes import CLASSES
+    from cloudmask_cli.training.augment import Augmentation
+
+    sample = _ramp_sample(tmp_path)
+    still = Augmentation(flips=False, rotations=False)
+    coarse = Augmentation(flips=False, rotations=False, scale=(2.0, 2.0))
+    fine = Augmentation(flips=False, rotations=False, scale=(0.5, 0.5))
+    off = TrainingDataset([sample], crop=32, bands=BandSampling(enabled=False), aug=still, seed=1)
+    for d in range(6):
+        x = off[(d, 0)]["x"][0].numpy()
+        assert np.allclose(np.diff(x, axis=1), 0.001, atol=1e-6)  # native: 1 column a pixel
+        # 2x coarser: each pixel the mean of 2 x 2 (a step of two columns), 64 columns seen
+        item = TrainingDataset([sample], crop=32, bands=BandSampling(enabled=False),
+                               aug=coarse, seed=1)[(d, 0)]  # fmt: skip
+        x = item["x"][0].numpy()
+        assert item["x"].shape == (1, 32, 32)
+        assert np.allclose(np.diff(x, axis=1), 0.002, atol=1e-6)
+        # labels follow the pixels: each pixel labelled as one of the two columns it covers
+        col0 = round((x[0, 0] - 0.05) / 0.001 - 0.5)
+        got = item["possible"][CLASSES.index("water"), 0].numpy()
+        first, second = np.arange(32) * 2 + col0 >= 64, np.arange(32) * 2 + col0 + 1 >= 64
+        assert ((got == first) | (got == second)).all()
+        # 2x finer: 16 columns seen over 32 pixels
+        x = TrainingDataset([sample], crop=32, bands=BandSampling(enabled=False), aug=fine,
+                            seed=1)[(d, 0)]["x"][0].numpy()  # fmt: skip
+        assert 0.014 < x[0].max() - x[0].min() < 0.016
+
+
+def test_resample_keeps_no_data_and_label_sets() -> None:
+    from cloudmask_cli.training.augment import resample
+
+    x = np.ones((2, 8, 8), np.float32)
+    x[:, :, :4] = np.nan  # the left half no data
+    x[1, :, 4:6] = 3.0
+    bits = np.zeros((8, 8), np.uint8)
+    bits[:, 4:] = 0b0000101
+    y, b = resample(x, bits, 4)
+    assert np.isnan(y[:, :, :2]).all() and np.isfinite(y[:, :, 2:]).all()
+    assert np.allclose(y[1, :, 2], 3.0) and np.allclose(y[0, :, 2:], 1.0)
+    assert (b[:, 2:] == 0b0000101).all() and (b[:, :2] == 0).all()
+    up, ub = resample(x, bits, 16)
+    assert up.shape == (2, 16, 16) and ub.shape == (16, 16)
+    assert np.isnan(up[:, :, :7]).all() and np.isfinite(up[:, :, 9:]).all()
+
+
+def test_scale_config_is_checked() -> None:
+    from cloudmask_cli.errors import InputError
+    from cloudmask_cli.training.config import parse_config
+
+    base = {"datasets": [{"name": "a", "kind": "training", "path": "."}]}
+    assert parse_config({**base, "augment": {"scale": [0.5, 2]}}).augment.scale == (0.5, 2.0)
+    with pytest.raises(InputError, match="scale must be"):
+        parse_config({**base, "augment": {"scale": [2, 0.5]}})

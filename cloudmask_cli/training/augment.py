@@ -72,8 +72,18 @@ class Augmentation:
     # TOA <-> BOA: path radiance a * (lambda / 490 nm) ** -k, a uniform in [-p, p] (added going
     # to TOA, removed going to BOA), k uniform in [1, 4] (aerosol to Rayleigh)
     path_radiance: float = 0.0
+    # Ground sampling distance: a crop covers ``crop * f`` pixels of the sample, resampled to
+    # ``crop`` (f log-uniform in [lo, hi]; > 1 coarser, < 1 finer), so cloud and shadow sizes
+    # in pixels, and the band sets that come with each resolution, are not tied together
+    # (On Cloud N is 4 bands at 10 m only, the SCL tile 12 bands at 60 m only).
+    scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.scale is not None:
+            lo, hi = (float(v) for v in self.scale)
+            if not 0.25 <= lo <= hi <= 4:
+                raise ValueError(f"scale must be [lo, hi] within [0.25, 4], got {self.scale!r}")
+            object.__setattr__(self, "scale", (lo, hi))
         if self.gain is not None:
             lo, hi = (float(v) for v in self.gain)
             if not 0 < lo <= hi:
@@ -111,6 +121,40 @@ def choose_bands(bands: Sequence[Band], rng: np.random.Generator, cfg: BandSampl
     if dem and not rng.random() < cfg.dem_dropout:
         chosen += dem
     return sorted(chosen) or list(range(len(bands)))
+
+
+def draw_scale(rng: np.random.Generator, cfg: Augmentation) -> float:
+    """The ground-sampling factor of one crop (1.0, and nothing drawn, when off)."""
+    if cfg.scale is None:
+        return 1.0
+    return float(np.exp(rng.uniform(*np.log(cfg.scale))))
+
+
+def resample(x: np.ndarray, bits: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``[k, h, w]`` and label bits ``[h, w]`` resampled to ``size`` x ``size``: the image
+    by area averaging (coarser) or bilinear interpolation (finer) over its valid pixels only
+    (a pixel whose neighbourhood is mostly no data stays NaN), the labels by nearest neighbour
+    (a set of possible classes is not averaged)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = bits.shape
+    if (h, w) == (size, size):
+        return x, bits
+    valid = np.isfinite(x)
+    t = torch.from_numpy(np.where(valid, x, 0.0).astype(np.float32))[None]
+    v = torch.from_numpy(valid.astype(np.float32))[None]
+    if h > size or w > size:
+        num, den = F.adaptive_avg_pool2d(t, size), F.adaptive_avg_pool2d(v, size)
+    else:
+        kw = {"size": (size, size), "mode": "bilinear", "align_corners": False}
+        num, den = F.interpolate(t, **kw), F.interpolate(v, **kw)
+    num, den = num[0].numpy(), den[0].numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den >= 0.5, num / np.maximum(den, 1e-6), np.nan).astype(np.float32)
+    rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
+    return out, np.ascontiguousarray(bits[rows[:, None], cols[None, :]])
 
 
 def augment(

@@ -23,7 +23,9 @@ from cloudmask_cli.training.augment import (
     CropFocus,
     augment,
     choose_bands,
+    draw_scale,
     jitter_radiometry,
+    resample,
 )
 from cloudmask_cli.training.ground import BrightGround
 from cloudmask_cli.training.labels import (
@@ -136,20 +138,26 @@ class TrainingDataset(Dataset):
         band_idx = choose_bands(sample.bands, rng, self.bands)
         # no draw at all when off: the runs made before focusing keep their crops
         centre = self._focused(index, rng) if self.focus.p > 0 else None
+        # the crop's footprint in sample pixels: `crop` unless the ground sampling distance is
+        # augmented (then resampled to `crop` below); no draw when off
+        factor = draw_scale(rng, self.aug)
+        size = self.crop if factor == 1.0 else max(8, min(round(self.crop * factor), max(h, w)))
         # A crop with no valid pixel teaches nothing (inference skips such windows): draw
         # another crop.
         for _ in range(MAX_CROP_DRAWS):
             if centre is not None:
-                r = min(max(centre[0] - self.crop // 2, 0), max(h - self.crop, 0))
-                c = min(max(centre[1] - self.crop // 2, 0), max(w - self.crop, 0))
+                r = min(max(centre[0] - size // 2, 0), max(h - size, 0))
+                c = min(max(centre[1] - size // 2, 0), max(w - size, 0))
                 centre = None  # one try: its centre pixel is labelled, so valid but for NaN bands
             else:
-                r = int(rng.integers(0, max(h - self.crop, 0) + 1))
-                c = int(rng.integers(0, max(w - self.crop, 0) + 1))
-            box = (r, c, min(self.crop, h), min(self.crop, w))
-            x, bits = _item(sample, box, band_idx, self.crop)
+                r = int(rng.integers(0, max(h - size, 0) + 1))
+                c = int(rng.integers(0, max(w - size, 0) + 1))
+            box = (r, c, min(size, h), min(size, w))
+            x, bits = _item(sample, box, band_idx, size)
             if np.isfinite(x).any():
                 break
+        if size != self.crop:
+            x, bits = resample(x, bits, self.crop)
         fed = [sample.bands[i] for i in band_idx]
         x, bits = augment(x, bits, fed, rng, self.aug)
         if self.ground is not None:
@@ -163,6 +171,8 @@ class TrainingDataset(Dataset):
         if self.synthetic is not None:
             # clouds rendered over the real pixels, labelled exactly (training/synthetic.py)
             pixel = getattr(sample, "resolution", None) or getattr(sample, "pixel_size", None)
+            if pixel is not None or size != self.crop:
+                pixel = (pixel or 30.0) * size / self.crop  # the resampled crop's pixel
             x, possible = self.synthetic(x, fed, possible_from_bits(bits), rng, pixel_size=pixel)
             bits = bits_from_possible(possible)
         x = jitter_radiometry(x, fed, rng, self.aug)
