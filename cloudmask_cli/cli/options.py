@@ -26,7 +26,7 @@ Flips = Annotated[
     bool,
     typer.Option(
         "--flips",
-        help="Test-time augmentation: average each window with its mirror images (4x the "
+        help="Test-time augmentation: average each window with its mirror images (~3x the "
         "model's time; a little better masks, see README Model quality).",
     ),
 ]
