@@ -168,6 +168,7 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
 
     figs = crossval_figures(out / "crossval.json")
     assert figs["folds"] == 2 and figs["recipe"] == str(config)
+    assert loaded.seed == raw["seed"] and figs["seed"] == raw["seed"]  # which run it was
     row = figs["figures"]["brightness>0.3"]["a"]
     assert row["cloud_f1"] == round(
         100 * summary["brightness>0.3"]["clean"]["a"]["pooled"]["cloud_f1"], 1
@@ -215,6 +216,7 @@ def test_seed_reaches_folds_trained_in_parallel(tmp_path: Path) -> None:
     for fold in ("fold1", "fold2"):
         meta = read_metadata(tmp_path / "cv" / fold / "best.safetensors")
         assert meta["training"]["config"]["seed"] == 11
+    assert CrossValidation.load(tmp_path / "cv" / "crossval.json").seed == 11
 
 
 def test_rules_narrow_training_labels_never_the_scored_ones(tmp_path: Path) -> None:

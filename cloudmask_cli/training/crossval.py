@@ -382,15 +382,17 @@ class CrossValidation:
     config: str
     folds: list[dict[str, Any]]
     summary: dict[str, Any]
+    seed: int | None = None  # the seed the folds trained with (None: not recorded, older runs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "folds": self.folds, "summary": self.summary}
+        return {"config": self.config, "seed": self.seed, "folds": self.folds,
+                "summary": self.summary}  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path) -> CrossValidation:
         """A ``crossval.json`` as `cross_validate` wrote it."""
         d = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(d["config"], d["folds"], d["summary"])
+        return cls(d["config"], d["folds"], d["summary"], d.get("seed"))
 
 
 def cross_validate(
@@ -445,7 +447,7 @@ def cross_validate(
     left_out = [f for f in folds if f.name.startswith(LODO)]
     summary = {"folds": summarise(kfold, scores) if kfold else {},
                "lodo": summarise(left_out, scores) if left_out else {}}  # fmt: skip
-    result = CrossValidation(str(config), plan, summary)
+    result = CrossValidation(str(config), plan, summary, cfg.seed)
     (out / "crossval.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
     return result
 

@@ -128,6 +128,7 @@ def crossval_figures(path: Path) -> dict[str, Any]:
         "trained from scratch without its scene (benchmarks/quality/README.md); the recipe is "
         "a short form of stage 1, so these are figures of the recipe, not of these weights",
         "folds": len([f for f in cv.folds if f["name"].startswith("fold")]),
+        **({"seed": cv.seed} if cv.seed is not None else {}),
         "figures": figures,
     }
 
