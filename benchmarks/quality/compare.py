@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 from cloudmask_cli.training.crossval import (
     CLEAN,
+    FLIPS,
+    NETWORK,
     CrossValidation,
     load_scores,
     max_shift,
@@ -56,7 +58,7 @@ def main() -> None:
     print("|" + "---|" * 8)
     # the recipe's own rows (its weights, with and without tests or flips) in every folder;
     # a peer's or the baseline's (the same in every folder) once
-    own = ("model", "network", "model+flips")
+    own = ("model", NETWORK, FLIPS)
     peers_done = set()
     for name, res in results.items():
         for row in table(res, args.part, CLEAN):

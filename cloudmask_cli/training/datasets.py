@@ -172,7 +172,7 @@ class TrainingDataset(Dataset):
             # clouds rendered over the real pixels, labelled exactly (training/synthetic.py)
             pixel = getattr(sample, "resolution", None) or getattr(sample, "pixel_size", None)
             if pixel is not None or size != self.crop:
-                pixel = (pixel or 30.0) * size / self.crop  # the resampled crop's pixel
+                pixel = (pixel or self.synthetic.pixel_size) * size / self.crop  # resampled
             x, possible = self.synthetic(x, fed, possible_from_bits(bits), rng, pixel_size=pixel)
             bits = bits_from_possible(possible)
         x = jitter_radiometry(x, fed, rng, self.aug)
