@@ -382,3 +382,63 @@ def test_class_weights_change_the_training_loss_and_are_checked(tmp_path: Path) 
     for bad, says in (({"clouds": 2}, "unknown class 'clouds'"), ({"water": 0}, "must be > 0")):
         with pytest.raises(InputError, match=f"tiny.yaml: loss: .*{says}"):
             parse_config(tiny_config(data, loss={"classes": bad}), "tiny.yaml")
+
+
+def test_the_loop_s_named_steps_compose_into_train(tmp_path: Path) -> None:
+    """set_up_model, set_up_data, train_step, end_of_epoch and save_last, called by hand for one
+    epoch, leave the same weights as `train` does for that epoch."""
+    from cloudmask_cli.training.loop import (
+        Dist,
+        end_of_epoch,
+        epoch_loader,
+        save_last,
+        set_up_data,
+        set_up_model,
+        train_step,
+    )
+
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data, epochs=1), "tiny.yaml")
+    dist, device = Dist(), torch.device("cpu")
+    t = set_up_model(cfg, device, dist)
+    assert (t.epoch, t.step_in_epoch, t.schedule.step) == (0, 0, 0)
+    before = {k: v.clone() for k, v in t.net.state_dict().items()}
+    d = set_up_data(cfg, dist)
+    assert d.select_loaders is d.val_loaders  # no selection samples: validation picks best
+    lrs = []
+    for batch in epoch_loader(t, d, cfg, device):
+        step = train_step(t, batch, cfg)
+        assert step.applied and torch.isfinite(step.loss)
+        lrs.append(step.lr)
+    assert (t.step_in_epoch, t.schedule.step) == (3, 3)
+    assert lrs[0] == cfg.optimiser.warmup_start and lrs[1] > lrs[0]  # the warm-up
+    assert any(not torch.equal(before[k], v) for k, v in t.net.state_dict().items())
+    validation, best = end_of_epoch(t, d, cfg, device, dist)
+    assert validation is not None and validation["loss"] > 0 and best
+    t.epoch, t.step_in_epoch = 1, 0
+    save_last(tmp_path / "by-hand", t, cfg, validation)
+    train(cfg, out=tmp_path / "train")
+    a = tensors(tmp_path / "by-hand" / "last.safetensors")
+    b = tensors(tmp_path / "train" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_step_with_non_finite_gradients_leaves_the_weights(tmp_path: Path) -> None:
+    from cloudmask_cli.training.loop import (
+        Dist,
+        epoch_loader,
+        set_up_data,
+        set_up_model,
+        train_step,
+    )
+
+    data = training_set(tmp_path / "data")
+    cfg = parse_config(tiny_config(data, loss={"cross_entropy": float("inf")}), "tiny.yaml")
+    dist, device = Dist(), torch.device("cpu")
+    t = set_up_model(cfg, device, dist)
+    before = {k: v.clone() for k, v in t.net.named_parameters()}
+    batch = next(iter(epoch_loader(t, set_up_data(cfg, dist), cfg, device)))
+    step = train_step(t, batch, cfg)
+    assert not step.applied and t.skipped == 1 and t.schedule.step == 1
+    # the parameters (batch-norm statistics move in any forward pass)
+    assert all(torch.equal(before[k], v) for k, v in t.net.named_parameters())

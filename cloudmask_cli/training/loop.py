@@ -387,35 +387,63 @@ def _save(
         save_state(path, opt, info, extra)
 
 
-def train(
+@dataclass
+class Trainee:
+    """What one run trains and scores: the network, its optimiser and rate, and where it is.
+
+    ``module`` is what the step runs (the network and its recovery head, DDP-wrapped under
+    torchrun); ``scored`` / ``scored_net`` are what is validated and saved as ``best``: the
+    weight average when there is one."""
+
+    net: CloudMaskNet
+    module: nn.Module
+    scored: nn.Module
+    scored_net: CloudMaskNet
+    average: WeightAverage | None
+    opt: torch.optim.Optimizer
+    schedule: PlateauSchedule
+    autocast: Callable[[], Any]
+    scaler: torch.amp.GradScaler | None
+    epoch: int = 0
+    step_in_epoch: int = 0
+    skipped: int = 0  # updates skipped for non-finite gradients in this process: logged
+
+    def info(self, cfg: TrainConfig, validation: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The training state saved beside ``last`` (and the metadata of every checkpoint)."""
+        return {
+            "step": self.schedule.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "schedule": self.schedule.state_dict(), "config": cfg.to_dict(), "validation": validation,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }  # fmt: skip
+
+    def extra(self) -> dict[str, Tensor] | None:
+        return self.average.tensors() if self.average is not None else None
+
+
+@dataclass
+class TrainData:
+    """The training samples' dataset and sampler, and the validation loaders."""
+
+    dataset: TrainingDataset
+    sampler: MixedSampler
+    val_loaders: list[tuple[str, DataLoader]]
+    # what picks `best` and the rate plateaus: the selection samples when there are some,
+    # else the held-out splits (the same list object)
+    select_loaders: list[tuple[str, DataLoader]]
+
+
+def set_up_model(
     cfg: TrainConfig,
+    device: torch.device,
+    dist: Dist,
     *,
-    out: str | os.PathLike[str] | None = None,
-    resume: str | os.PathLike[str] | None = None,
     init: str | os.PathLike[str] | None = None,
-    progress: bool = False,
-    distributed: bool | None = None,
-    validate_first: bool = False,
-    max_steps: int | None = None,
-    notice: Callable[[str], None] | None = None,
-    splits: Splits | None = None,
-) -> TrainResult:
-    """Train as ``cfg`` says; returns the metrics history. See the module docstring.
-
-    ``max_steps`` stops after that many optimiser steps in all (counting those before a resume),
-    saving ``last`` with its training state: ``--resume`` then continues mid-epoch exactly.
-    ``splits``: the samples (as `load_splits` returns them) instead of reading the config's."""
-    notice = notice or (lambda m: None)
-    dist = _init_distributed(distributed, cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device, dist)
-    out_dir = Path(out or cfg.out)
-    if dist.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    resume: str | os.PathLike[str] | None = None,
+    notice: Callable[[str], None] = lambda m: None,
+) -> Trainee:
+    """The network (new, from ``init`` weights, or as ``resume`` left it), its weight average,
+    optimiser, rate schedule and mixed precision, placed on ``device``."""
     torch.manual_seed(cfg.seed)
-
-    # -- model ---------------------------------------------------------------------------
     if init is not None:
         start, mcfg, _ = load_checkpoint(init, device="cpu")
         # the checkpoint fixes the architecture; the config may change how it trains
@@ -443,7 +471,6 @@ def train(
     average = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
     if average is not None and state_tensors is not None:
         average.load(state_tensors)
-    # what is validated and saved as `best`: the weight average when there is one
     scored_net = average.net if average is not None else net
     scored: nn.Module = TrainingModule(scored_net, False) if average is not None else module
     if dist.active:
@@ -456,15 +483,20 @@ def train(
     )
     schedule = PlateauSchedule.from_config(cfg.optimiser, cfg.epochs * cfg.steps_per_epoch)
     autocast, scaler = _autocast(device, cfg.amp)
-    epoch, step_in_epoch = 0, 0
+    t = Trainee(net, module, scored, scored_net, average, opt, schedule, autocast, scaler)
     if state_info is not None and state_tensors is not None:
         restore(opt, state_tensors, state_info)
         schedule.load_state_dict(state_info["schedule"])
-        epoch, step_in_epoch = int(state_info["epoch"]), int(state_info["step_in_epoch"])
+        t.epoch, t.step_in_epoch = int(state_info["epoch"]), int(state_info["step_in_epoch"])
         if scaler is not None and state_info.get("scaler"):
             scaler.load_state_dict(state_info["scaler"])
+    return t
 
-    # -- data ----------------------------------------------------------------------------
+
+def set_up_data(cfg: TrainConfig, dist: Dist, splits: Splits | None = None) -> TrainData:
+    """The training dataset (crops, augmentation, synthetic clouds, ground and surfaces) with
+    its mixing sampler, and the validation and selection loaders (``splits`` as `load_splits`
+    returns them; the config's datasets when None)."""
     train_sets, val_sets, select_sets = splits if splits is not None else load_splits(cfg)
     samples = [s for group in train_sets for s in group]
     synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
@@ -476,126 +508,181 @@ def train(
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip
     val_loaders = _val_loaders(val_sets, cfg, dist)
-    # what picks the best checkpoint and the rate plateaus: the selection samples when there
-    # are some, else the held-out splits
     select_loaders = _val_loaders(select_sets, cfg, dist) if select_sets else val_loaders
+    return TrainData(dataset, sampler, val_loaders, select_loaders)
 
+
+def epoch_loader(t: Trainee, data: TrainData, cfg: TrainConfig, device: torch.device) -> DataLoader:
+    """This epoch's batches, from where ``t`` stands in it (mid-epoch after a resume)."""
+    data.sampler.set_epoch(t.epoch, start=t.step_in_epoch * cfg.batch_size)
+    return DataLoader(
+        data.dataset, batch_size=cfg.batch_size, sampler=data.sampler, collate_fn=collate,
+        num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + t.epoch),
+        pin_memory=device.type == "cuda", drop_last=True,
+    )  # fmt: skip
+
+
+@dataclass
+class Step:
+    """One optimiser step's figures: the losses and the rate it ran at."""
+
+    loss: Tensor
+    cross_entropy: Tensor
+    recovery: Tensor
+    lr: float
+    applied: bool  # False: non-finite gradients, the update was skipped
+
+
+def train_step(t: Trainee, batch: dict[str, Tensor], cfg: TrainConfig) -> Step:
+    """Forward, loss, backward, clipped update (skipped when the gradients are not finite),
+    weight average, rate schedule."""
+    lr = t.schedule.rate()
+    for group in t.opt.param_groups:
+        group["lr"] = lr
+    with t.autocast():
+        logits, rec, xs = t.module(batch["x"], batch["descriptors"], batch["band_mask"])
+    rec = None if rec is None else rec.float()
+    loss, ce, rl = _losses(t.net, logits.float(), rec, xs, batch, cfg)
+    t.opt.zero_grad(set_to_none=True)
+    if t.scaler is not None:
+        t.scaler.scale(loss).backward()
+        t.scaler.unscale_(t.opt)
+    else:
+        loss.backward()
+    clip = cfg.optimiser.grad_clip or float("inf")
+    norm = nn.utils.clip_grad_norm_(t.net.parameters(), clip)
+    applied = True
+    if t.scaler is not None:
+        t.scaler.step(t.opt)  # the scaler itself skips non-finite steps
+        t.scaler.update()
+    elif torch.isfinite(norm):
+        t.opt.step()
+    else:
+        # one bad batch must not poison the weights with NaN: skip its update
+        t.skipped += 1
+        applied = False
+    if t.average is not None:
+        t.average.update(t.net)
+    t.schedule.on_step()
+    t.step_in_epoch += 1
+    return Step(loss, ce, rl, lr, applied)
+
+
+def end_of_epoch(
+    t: Trainee, data: TrainData, cfg: TrainConfig, device: torch.device, dist: Dist
+) -> tuple[dict[str, Any] | None, bool]:
+    """(the held-out figures or None, whether this epoch's weights become ``best``):
+    validation, plus the selection samples' when there are some; the plateaus step on the
+    chosen figure. A fixed length (``select_on: last``): every epoch is ``best``."""
+    validation, best = None, cfg.select_on == "last"
+    if data.select_loaders:
+        validation = validate(
+            t.scored, t.scored_net, data.val_loaders, device, cfg, t.autocast, dist
+        )
+        if data.select_loaders is not data.val_loaders:
+            validation["selection"] = validate(
+                t.scored, t.scored_net, data.select_loaders, device, cfg, t.autocast, dist
+            )
+        chooser = validation.get("selection", validation)
+        if cfg.select_on != "last":
+            best = t.schedule.on_validation(chooser[SELECT_ON[cfg.select_on]])
+    return validation, best
+
+
+def save_last(
+    out: Path, t: Trainee, cfg: TrainConfig, validation: dict[str, Any] | None = None
+) -> None:
+    """``last`` in float32 with its training state (``--resume`` continues from it exactly)."""
+    _save(out, "last", t.net, t.opt, cfg, t.info(cfg, validation), torch.float32, True, t.extra())
+
+
+def save_best(out: Path, t: Trainee, cfg: TrainConfig, validation: dict[str, Any] | None) -> None:
+    """``best``: the scored weights (the average when there is one) in the config's dtype,
+    saved as at the start of the next epoch."""
+    info = {**t.info(cfg, validation), "epoch": t.epoch + 1, "step_in_epoch": 0}
+    _save(
+        out, "best", t.scored_net, t.opt, cfg, info, DTYPES[cfg.checkpoint_dtype], with_state=False
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    init: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    distributed: bool | None = None,
+    validate_first: bool = False,
+    max_steps: int | None = None,
+    notice: Callable[[str], None] | None = None,
+    splits: Splits | None = None,
+) -> TrainResult:
+    """Train as ``cfg`` says; returns the metrics history. See the module docstring.
+
+    ``max_steps`` stops after that many optimiser steps in all (counting those before a resume),
+    saving ``last`` with its training state: ``--resume`` then continues mid-epoch exactly.
+    ``splits``: the samples (as `load_splits` returns them) instead of reading the config's."""
+    notice = notice or (lambda m: None)
+    dist = _init_distributed(distributed, cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = select_device(cfg.device, dist)
+    out_dir = Path(out or cfg.out)
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    t = set_up_model(cfg, device, dist, init=init, resume=resume, notice=notice)
+    data = set_up_data(cfg, dist, splits)
     log = _Log(out_dir / "metrics.jsonl", dist.main)
     bar = _progress(progress and dist.main, cfg.epochs * cfg.steps_per_epoch)
     if bar is not None:
-        bar.update(0, completed=epoch * cfg.steps_per_epoch + step_in_epoch)
-    dtype = DTYPES[cfg.checkpoint_dtype]
+        bar.update(0, completed=t.epoch * cfg.steps_per_epoch + t.step_in_epoch)
 
-    def info(validation: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "step": schedule.step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-            "schedule": schedule.state_dict(), "config": cfg.to_dict(), "validation": validation,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-        }  # fmt: skip
+    if validate_first and data.val_loaders:
+        v = validate(t.scored, t.scored_net, data.val_loaders, device, cfg, t.autocast, dist)
+        log.write({"type": "val", "epoch": t.epoch - 1, "step": t.schedule.step, **v})
 
-    def extra() -> dict[str, Tensor] | None:
-        return average.tensors() if average is not None else None
-
-    if validate_first and val_loaders:
-        v = validate(scored, scored_net, val_loaders, device, cfg, autocast, dist)
-        log.write({"type": "val", "epoch": epoch - 1, "step": schedule.step, **v})
-
-    skipped = 0  # updates skipped for non-finite gradients in this process: logged, to be seen
     try:
-        while epoch < cfg.epochs:
-            sampler.set_epoch(epoch, start=step_in_epoch * cfg.batch_size)
-            loader = DataLoader(
-                dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
-                num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                pin_memory=device.type == "cuda", drop_last=True,
-            )  # fmt: skip
+        while t.epoch < cfg.epochs:
             t0 = time.perf_counter()
-            for batch in _batches(loader, device):
-                for group in opt.param_groups:
-                    group["lr"] = schedule.rate()
-                with autocast():
-                    logits, rec, xs = module(batch["x"], batch["descriptors"], batch["band_mask"])
-                rec = None if rec is None else rec.float()
-                loss, ce, rl = _losses(net, logits.float(), rec, xs, batch, cfg)
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                else:
-                    loss.backward()
-                clip = cfg.optimiser.grad_clip or float("inf")
-                norm = nn.utils.clip_grad_norm_(net.parameters(), clip)
-                if scaler is not None:
-                    scaler.step(opt)  # the scaler itself skips non-finite steps
-                    scaler.update()
-                elif torch.isfinite(norm):
-                    opt.step()
-                else:
-                    # one bad batch must not poison the weights with NaN: skip its update
-                    skipped += 1
-                    notice(f"step {schedule.step}: non-finite gradients, update skipped")
-                if average is not None:
-                    average.update(net)
-                lr = schedule.rate()
-                schedule.on_step()
-                step_in_epoch += 1
+            for batch in _batches(epoch_loader(t, data, cfg, device), device):
+                step = train_step(t, batch, cfg)
+                if not step.applied:
+                    notice(f"step {t.schedule.step - 1}: non-finite gradients, update skipped")
                 elapsed = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                if schedule.step % cfg.log_every == 0 or step_in_epoch == cfg.steps_per_epoch:
-                    log.write({"type": "step", "epoch": epoch, "step": schedule.step, "lr": lr,
-                               "loss": loss.item(), "cross_entropy": ce.item(), "recovery": rl.item(),
-                               "seconds": round(elapsed, 4), "skipped": skipped})  # fmt: skip
+                if t.schedule.step % cfg.log_every == 0 or t.step_in_epoch == cfg.steps_per_epoch:
+                    log.write({"type": "step", "epoch": t.epoch, "step": t.schedule.step,
+                               "lr": step.lr, "loss": step.loss.item(),
+                               "cross_entropy": step.cross_entropy.item(),
+                               "recovery": step.recovery.item(), "seconds": round(elapsed, 4),
+                               "skipped": t.skipped})  # fmt: skip
                 if bar is not None:
-                    bar.update(
-                        0,
-                        advance=1,
-                        epoch=f"{epoch + 1}/{cfg.epochs}",
-                        loss=f"{loss.item():.4f}",
-                        lr=f"{lr:.2e}",
-                    )
-                stop = max_steps is not None and schedule.step >= max_steps
-                periodic = cfg.checkpoint_every and schedule.step % cfg.checkpoint_every == 0
-                if (stop or periodic) and step_in_epoch < cfg.steps_per_epoch and dist.main:
-                    _save(out_dir, "last", net, opt, cfg, info(), torch.float32, True, extra())
+                    bar.update(0, advance=1, epoch=f"{t.epoch + 1}/{cfg.epochs}",
+                               loss=f"{step.loss.item():.4f}", lr=f"{step.lr:.2e}")  # fmt: skip
+                stop = max_steps is not None and t.schedule.step >= max_steps
+                periodic = cfg.checkpoint_every and t.schedule.step % cfg.checkpoint_every == 0
+                if (stop or periodic) and t.step_in_epoch < cfg.steps_per_epoch and dist.main:
+                    save_last(out_dir, t, cfg)
                 if stop:
                     break
-            if step_in_epoch < cfg.steps_per_epoch:  # stopped mid-epoch by max_steps
+            if t.step_in_epoch < cfg.steps_per_epoch:  # stopped mid-epoch by max_steps
                 break
-            # a fixed length (select_on: last): every epoch replaces `best`, validated or not
-            validation, best = None, cfg.select_on == "last"
-            if select_loaders:
-                validation = validate(scored, scored_net, val_loaders, device, cfg, autocast, dist)
-                if select_loaders is not val_loaders:
-                    selection = validate(
-                        scored, scored_net, select_loaders, device, cfg, autocast, dist
-                    )
-                    validation["selection"] = selection
-                chooser = validation.get("selection", validation)
-                if cfg.select_on != "last":
-                    best = schedule.on_validation(chooser[SELECT_ON[cfg.select_on]])
-                log.write(
-                    {
-                        "type": "val",
-                        "epoch": epoch,
-                        "step": schedule.step,
-                        "lr": schedule.rate(),
-                        **validation,
-                    }
-                )
+            validation, best = end_of_epoch(t, data, cfg, device, dist)
+            if validation is not None:
+                log.write({"type": "val", "epoch": t.epoch, "step": t.schedule.step,
+                           "lr": t.schedule.rate(), **validation})  # fmt: skip
             if best and dist.main:
-                _save(out_dir, "best", scored_net, opt, cfg, {**info(validation), "epoch": epoch + 1,
-                                                       "step_in_epoch": 0}, dtype, with_state=False)  # fmt: skip
-            epoch, step_in_epoch = epoch + 1, 0
+                save_best(out_dir, t, cfg, validation)
+            t.epoch, t.step_in_epoch = t.epoch + 1, 0
             if dist.main:
-                _save(
-                    out_dir, "last", net, opt, cfg, info(validation), torch.float32, True, extra()
-                )
-            if max_steps is not None and schedule.step >= max_steps:
+                save_last(out_dir, t, cfg, validation)
+            if max_steps is not None and t.schedule.step >= max_steps:
                 break
     finally:
         if bar is not None:
             bar.stop()
-    return TrainResult(out_dir, schedule.step, epoch, log.rows)
+    return TrainResult(out_dir, t.schedule.step, t.epoch, log.rows)
 
 
 def _batches(loader: DataLoader, device: torch.device) -> Iterator[dict[str, Tensor]]:
