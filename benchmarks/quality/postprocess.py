@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cloudmask_cli.classes import CLASSES
-from cloudmask_cli.training.adapters.common import tiles
+from cloudmask_cli.inference.tiling import tiles
 from cloudmask_cli.training.config import load_config
 from cloudmask_cli.training.crossval import all_samples, make_folds
 from cloudmask_cli.training.evaluate import _model_predict
