@@ -208,3 +208,19 @@ def test_sensor_lookup(tmp_path):
         get_sensor("hubble")
     with pytest.raises(InputError, match="sensor definition not found"):
         get_sensor(tmp_path / "absent.yaml")
+
+
+def test_an_unknown_band_key_is_an_error_not_dropped(tmp_path):
+    """A typo in a band's keys used to be dropped silently (wavelenght: the band then had none)."""
+    text = THREE_BANDS.replace("wavelength: [636, 673]", "wavelenght: [636, 673]", 1)
+    path = write_yaml(tmp_path / "typo.yaml", text)
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['wavelenght'\] in band 'red'"):
+        load_sensor_file(path)
+
+
+def test_bundled_band_descriptions_are_whole():
+    """A comma in an unquoted flow-mapping description split it into a stray key."""
+    from cloudmask_cli.sensors import get_sensor
+
+    l7 = get_sensor("landsat7_etm")
+    assert l7.band("B6_VCID_1").description == "thermal, low gain (60 m acquired)"

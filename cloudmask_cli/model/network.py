@@ -17,11 +17,12 @@ Output: ``[B, 7, H, W]`` logits in the order of `CLASSES`, at input resolution. 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic.dataclasses import dataclass
 from torch import Tensor, nn
 
 from cloudmask_cli import descriptors as D
@@ -35,6 +36,7 @@ from cloudmask_cli.model.sensei import (
     SEnSeI,
     normalise_bands,
 )
+from cloudmask_cli.schema import CONFIG, validated
 
 NO_DATA_LOGIT = 10.0  # what a sample without any valid pixel gets for the "no_data" class
 
@@ -42,9 +44,10 @@ NO_DATA_LOGIT = 10.0  # what a sample without any valid pixel gets for the "no_d
 TRAINING_ONLY = ("drop_path", "dropout", "stats_noise")
 
 
-@dataclass
+@dataclass(config=CONFIG)
 class ModelConfig:
-    """Everything that fixes the architecture (saved as ``architecture`` in a checkpoint YAML)."""
+    """Everything that fixes the architecture (saved as ``architecture`` in a checkpoint YAML);
+    a schema (`cloudmask_cli.schema`): types checked, unknown keys are errors."""
 
     segformer: str = "b0"  # "b0" | "b1" | "b2" ("tiny": a test-only miniature)
     sensei_width: int = 128  # width of the per-band feature vectors
@@ -133,15 +136,7 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown architecture keys: {', '.join(unknown)}")
-        kwargs = dict(data)
-        if "classes" in kwargs:
-            kwargs["classes"] = tuple(kwargs["classes"])
-        if "normalisation" in kwargs:
-            norm = kwargs["normalisation"]
-            if not isinstance(norm, dict):
-                raise ValueError("normalisation must be a mapping of band kind -> [offset, scale]")
-            kwargs["normalisation"] = {k: tuple(v) for k, v in norm.items()}
-        return cls(**kwargs)
+        return validated(cls, data)
 
 
 def normalise(x: Tensor, descriptors: Tensor, config: ModelConfig) -> Tensor:

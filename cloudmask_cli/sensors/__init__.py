@@ -11,32 +11,84 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
+from pydantic import StrictBool, field_validator
 
 from cloudmask_cli import descriptors
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.schema import parse, reads_on, schema
 
 OPTICAL = ("reflectance", "brightness_temperature")
 SAR_UNITS = ("db", "linear")
 
 
-@dataclass(frozen=True)
+@schema
 class Band:
-    """One band of a sensor as its YAML describes it."""
+    """One band of a sensor as its YAML describes it (unknown keys are errors)."""
 
     name: str
     type: str
     wavelength: tuple[float, float] | None = None
     resolution: float | None = None
     source: str | None = None  # how a reader finds the band in a product (file key, band id)
-    scale: float | str = 1.0  # "metadata": the reader takes it from the product's metadata
-    offset: float | str = 0.0
+    scale: float | Literal["metadata"] = 1.0  # "metadata": the reader takes it from the product
+    offset: float | Literal["metadata"] = 0.0
     units: str | None = None  # SAR only: "db" or "linear"
     description: str = ""
-    panchromatic: bool = False  # a pan band: not used to pick the default working resolution
+    panchromatic: StrictBool = False  # a pan band: not used to pick the default resolution
+
+    @field_validator("wavelength", mode="before")
+    @classmethod
+    def _range(cls, v: Any) -> Any:
+        if v is not None and (
+            not isinstance(v, (list, tuple))
+            or len(v) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        ):
+            raise reads_on(f"must be [min_nm, max_nm], got {v!r}")
+        return v
+
+    @field_validator("scale", "offset", mode="before")
+    @classmethod
+    def _number_or_metadata(cls, v: Any) -> Any:
+        if v == "metadata":
+            return v
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise reads_on(f"must be a number or 'metadata', got {v!r}") from None
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _metres(cls, v: Any) -> Any:
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
+            raise reads_on("must be a positive number of metres")
+        return v
+
+    @field_validator("source", "description", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return v if v is None else str(v)  # a band number is a file key too
+
+    def __post_init__(self) -> None:
+        t, wl = self.type, self.wavelength
+        if t not in descriptors.BAND_TYPES:
+            raise ValueError(f"unknown type {t!r} (expected {', '.join(descriptors.BAND_TYPES)})")
+        if t in OPTICAL:
+            if wl is None:
+                raise ValueError(f"missing 'wavelength: [min_nm, max_nm]' for {t}")
+            if not 300 < wl[0] <= wl[1]:
+                raise ValueError(f"wavelength {list(wl)} must satisfy 300 < min <= max (nm)")
+        elif wl is not None:
+            raise ValueError(f"a {t} band has no wavelength")
+        if t.startswith("sar_") and t != "sar_angle":
+            units = (self.units or "db").lower()
+            if units not in SAR_UNITS:
+                raise ValueError(f"units must be 'db' or 'linear', got {self.units!r}")
+            object.__setattr__(self, "units", units)
 
     @cached_property
     def descriptor(self) -> np.ndarray:
@@ -66,70 +118,15 @@ class Sensor:
         return [b.name for b in self.bands]
 
 
-def _number_or_metadata(value: Any, key: str, where: str, path: str) -> float | str:
-    if value == "metadata":
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            path, f"{where}: {key} must be a number or 'metadata', got {value!r}"
-        ) from None
-
-
 def _parse_band(raw: Any, i: int, path: str) -> Band:
-    where = f"band {i + 1}"
     if not isinstance(raw, dict):
-        raise InputError(path, f"{where}: expected a mapping with name/type, got {raw!r}")
+        raise InputError(path, f"band {i + 1}: expected a mapping with name/type, got {raw!r}")
     name = raw.get("name")
     if not name or not isinstance(name, str):
-        raise InputError(path, f"{where}: missing 'name'")
-    where = f"band {name!r}"
-    btype = raw.get("type")
-    if btype is None:
-        raise InputError(path, f"{where}: missing 'type'")
-    if btype not in descriptors.BAND_TYPES:
-        raise InputError(
-            path, f"{where}: unknown type {btype!r} (expected {', '.join(descriptors.BAND_TYPES)})"
-        )
-    wl = raw.get("wavelength")
-    if btype in OPTICAL:
-        if wl is None:
-            raise InputError(path, f"{where}: missing 'wavelength: [min_nm, max_nm]' for {btype}")
-        if (
-            not isinstance(wl, (list, tuple))
-            or len(wl) != 2
-            or not all(isinstance(v, (int, float)) for v in wl)
-        ):
-            raise InputError(path, f"{where}: wavelength must be [min_nm, max_nm], got {wl!r}")
-        if not 300 < wl[0] <= wl[1]:
-            raise InputError(path, f"{where}: wavelength {wl} must satisfy 300 < min <= max (nm)")
-        wl = (float(wl[0]), float(wl[1]))
-    elif wl is not None:
-        raise InputError(path, f"{where}: a {btype} band has no wavelength")
-    units = raw.get("units")
-    if btype.startswith("sar_") and btype != "sar_angle":
-        units = (units or "db").lower()
-        if units not in SAR_UNITS:
-            raise InputError(path, f"{where}: units must be 'db' or 'linear', got {units!r}")
-    res = raw.get("resolution")
-    if res is not None and (not isinstance(res, (int, float)) or res <= 0):
-        raise InputError(path, f"{where}: resolution must be a positive number of metres")
-    pan = raw.get("panchromatic", False)
-    if not isinstance(pan, bool):
-        raise InputError(path, f"{where}: panchromatic must be true or false, got {pan!r}")
-    return Band(
-        name=name,
-        type=btype,
-        wavelength=wl,
-        resolution=float(res) if res is not None else None,
-        source=str(raw["source"]) if raw.get("source") is not None else None,
-        scale=_number_or_metadata(raw.get("scale", 1.0), "scale", where, path),
-        offset=_number_or_metadata(raw.get("offset", 0.0), "offset", where, path),
-        units=units,
-        description=str(raw.get("description", "")),
-        panchromatic=pan,
-    )
+        raise InputError(path, f"band {i + 1}: missing 'name'")
+    if "type" not in raw:
+        raise InputError(path, f"band {name!r}: missing 'type'")
+    return parse(Band, raw, path, where=f"band {name!r}")
 
 
 def parse_sensor(data: Any, path: str = "<sensor>") -> Sensor:

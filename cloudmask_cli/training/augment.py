@@ -8,21 +8,22 @@ and augmentation are reproducible and independent of worker scheduling.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+from pydantic import StrictBool
 
 from cloudmask_cli.classes import CLASSES
+from cloudmask_cli.schema import schema
 from cloudmask_cli.sensors import Band
 
 OPTICAL = ("reflectance", "brightness_temperature")
 
 
-@dataclass(frozen=True)
+@schema
 class BandSampling:
     """Random band subsets so the model never relies on one band set (paper IV)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     min_bands: int = 1  # fewest optical bands kept
     keep_all: float = 0.25  # probability of keeping every optical band
     # probability of adding back the thermal bands a subset left out: thermal is the cue that
@@ -31,8 +32,15 @@ class BandSampling:
     sar_dropout: float = 0.5  # probability of dropping the SAR bands (when a sample has them)
     dem_dropout: float = 0.5  # probability of dropping the DEM
 
+    def __post_init__(self) -> None:
+        if self.min_bands < 1:
+            raise ValueError(f"min_bands must be at least 1, got {self.min_bands!r}")
+        for name in ("keep_all", "keep_thermal", "sar_dropout", "dem_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
-@dataclass(frozen=True)
+
+@schema
 class CropFocus:
     """Crops centred on rarely decided classes.
 
@@ -47,20 +55,17 @@ class CropFocus:
     classes: tuple[str, ...] = ("water", "snow")
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.p, (int, float)) and 0 <= self.p <= 1):
+        if not 0 <= self.p <= 1:
             raise ValueError(f"p must be in [0, 1], got {self.p!r}")
-        if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes):
-            raise ValueError("classes must list class names")
         unknown = [c for c in self.classes if c not in CLASSES[:-1]]
         if unknown or not self.classes:
             raise ValueError(f"classes: unknown or none {unknown} (known: {CLASSES[:-1]})")
-        object.__setattr__(self, "classes", tuple(self.classes))
 
 
-@dataclass(frozen=True)
+@schema
 class Augmentation:
-    flips: bool = True
-    rotations: bool = True  # multiples of 90 degrees
+    flips: StrictBool = True
+    rotations: StrictBool = True  # multiples of 90 degrees
     brightness: float = 0.0  # reflectance bands scaled by a factor in [1 - b, 1 + b]
     # Radiometric jitter, applied after the synthetic clouds so that clouds, shadows and ground
     # all change together, as between sensors, calibrations, TOA and BOA, seasons and sun
@@ -79,19 +84,13 @@ class Augmentation:
     scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.scale is not None:
-            lo, hi = (float(v) for v in self.scale)
-            if not 0.25 <= lo <= hi <= 4:
-                raise ValueError(f"scale must be [lo, hi] within [0.25, 4], got {self.scale!r}")
-            object.__setattr__(self, "scale", (lo, hi))
-        if self.gain is not None:
-            lo, hi = (float(v) for v in self.gain)
-            if not 0 < lo <= hi:
-                raise ValueError(f"gain must be [lo, hi] with 0 < lo <= hi, got {self.gain!r}")
-            object.__setattr__(self, "gain", (lo, hi))
+        if self.scale is not None and not 0.25 <= self.scale[0] <= self.scale[1] <= 4:
+            raise ValueError(f"scale must be [lo, hi] within [0.25, 4], got {list(self.scale)}")
+        if self.gain is not None and not 0 < self.gain[0] <= self.gain[1]:
+            raise ValueError(f"gain must be [lo, hi] with 0 < lo <= hi, got {list(self.gain)}")
         for name in ("offset", "band_gain", "path_radiance"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0 <= v < 1):
+            if not 0 <= v < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {v!r}")
 
     @property

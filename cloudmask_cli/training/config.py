@@ -1,7 +1,9 @@
 """The training configuration (YAML): datasets and their weights, model, recipe, output.
 
 Every section has defaults (the paper's recipe, IV-B); unknown keys are errors naming the file,
-so a typo never silently falls back to a default. See ``examples/train-tiny.yaml``.
+so a typo never silently falls back to a default. See ``examples/train-tiny.yaml``. Each section
+is a schema (`cloudmask_cli.schema`): parsed once, into typed objects; ``to_dict`` is the
+config as written into every checkpoint it trains.
 """
 
 from __future__ import annotations
@@ -9,20 +11,22 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import Field, StrictBool, field_validator
 
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.schema import checked, parse, reads_on, schema
 from cloudmask_cli.training.augment import Augmentation, BandSampling, CropFocus
 from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
 from cloudmask_cli.training.rules import RULES, RuledSample
 from cloudmask_cli.training.teacher import TaughtSample, Teacher
 
 
-@dataclass(frozen=True)
+@schema
 class DatasetSpec:
     """One dataset: where, in which layout (``kind``), its sampling weight and its splits."""
 
@@ -40,13 +44,37 @@ class DatasetSpec:
     # within a few km of its cloud): its partial "clear" loses the shadow class. For datasets
     # whose clear allows shadow only because shadows were not marked (Biome, On Cloud N);
     # without it, nothing teaches that dark water or dark forest under a clear sky is not shadow.
-    shadow_needs_cloud: bool = False
+    shadow_needs_cloud: StrictBool = False
     # label rules (`cloudmask_cli.training.rules.RULES`: water, snow) narrowing each sample's
     # partial labels where a published spectral test decides, e.g. clear -> water on a lake
     rules: tuple[str, ...] = ()
     # a peer model narrowing partial labels where it is confident and trusted
     # (`cloudmask_cli.training.teacher.Teacher`'s keys: peer, threshold, trust, over_cloud)
     teacher: dict[str, Any] | None = None
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _reasons(cls, v: Any) -> dict[str, str]:
+        if not isinstance(v, dict) or not all(isinstance(r, str) and r.strip() for r in v.values()):
+            raise reads_on("must map each sample id to the reason it is left out")
+        return {str(k): r for k, r in v.items()}
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rules(cls, v: Any) -> tuple[str, ...]:
+        if not isinstance(v, (list, tuple)) or not all(isinstance(r, str) for r in v):
+            raise reads_on(f"must list rule names ({', '.join(RULES)})")
+        unknown = [r for r in v if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown} (known: {', '.join(RULES)})")
+        return tuple(v)
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _teacher(cls, v: Any) -> Any:
+        if v is not None:
+            Teacher.from_config(v)  # its ValueError names what is wrong
+        return v
 
     def prepare(self, samples: list[Any], narrow: bool = True) -> list[Any]:
         """``samples`` without the excluded ones; with ``shadow_needs_cloud``, the cloud-free
@@ -71,14 +99,11 @@ class DatasetSpec:
         return kept
 
 
-def _teacher(raw: Any, where: str, path: str) -> dict[str, Any]:
-    """A dataset's validated ``teacher`` (as a plain mapping); its peer must be installed."""
+def _teacher(raw: dict[str, Any], where: str, path: str) -> dict[str, Any]:
+    """A dataset's ``teacher`` in full (as a plain mapping); its peer must be installed."""
     from cloudmask_cli.training.peers import PeerUnavailable, peer_predictor
 
-    try:
-        teacher = Teacher.from_config(raw)
-    except (TypeError, ValueError) as exc:
-        raise InputError(path, f"{where}: {exc}") from None
+    teacher = Teacher.from_config(raw)
     try:  # builds nothing heavy: the model loads on first use
         peer_predictor(teacher.peer, soft=True)
     except PeerUnavailable as exc:
@@ -97,7 +122,7 @@ def _cloud_free(sample: Any) -> Any:
     return out
 
 
-@dataclass(frozen=True)
+@schema
 class Optimiser:
     """AdamW with a linear warm-up, then lower rates on validation plateaus (paper IV-B)."""
 
@@ -113,8 +138,15 @@ class Optimiser:
     # last weights do not hang on where the last few large steps happened to land
     decay_to: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.decay_to is not None:
+            if not 0 <= self.decay_to <= self.lr:
+                raise ValueError(f"decay_to must be in [0, lr], got {self.decay_to!r}")
+            if self.plateau_lrs:
+                raise ValueError("decay_to replaces plateau_lrs: set plateau_lrs: []")
 
-@dataclass(frozen=True)
+
+@schema
 class LossWeights:
     cross_entropy: float = 1.0  # ambiguous cross-entropy (paper eq. 6)
     recovery: float = 1.0  # band-recovery MSE (paper IV-B)
@@ -128,12 +160,10 @@ class LossWeights:
             return
         from cloudmask_cli.classes import CLASSES
 
-        if not isinstance(self.classes, dict):
-            raise ValueError("classes must map class names to weights")
         for name, w in self.classes.items():
             if name not in CLASSES[:-1]:
                 raise ValueError(f"unknown class {name!r} in classes (known: {CLASSES[:-1]})")
-            if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+            if not w > 0:
                 raise ValueError(f"classes: the weight of {name} must be > 0, got {w!r}")
 
     @functools.cached_property  # read every training step
@@ -146,15 +176,18 @@ class LossWeights:
         return [float(self.classes.get(c, 1.0)) for c in CLASSES]
 
 
-@dataclass(frozen=True)
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+
+
+@schema
 class TrainConfig:
     datasets: tuple[DatasetSpec, ...]
     model: dict[str, Any] = field(default_factory=lambda: {"segformer": "b0"})
-    crop: int = 256
-    batch_size: int = 8
-    epochs: int = 50
-    steps_per_epoch: int = 1000
-    val_batch_size: int = 8
+    crop: PositiveInt = 256
+    batch_size: PositiveInt = 8
+    epochs: PositiveInt = 50
+    steps_per_epoch: PositiveInt = 1000
+    val_batch_size: PositiveInt = 8
     val_max_batches: int | None = None
     # Share of each dataset's training samples (by a hash of the sample id) kept out of
     # training to choose the best checkpoint and drive the rate plateaus. 0: the `val` splits
@@ -164,7 +197,7 @@ class TrainConfig:
     # (1 - mean of the pooled cloud and invalid F1; bounded, so one confidently wrong sample
     # cannot outweigh the others) or "last" (no choice: a fixed length, `best` is the final
     # weights or their average; for a short fine-tune whose selection samples cannot judge it)
-    select_on: str = "loss"
+    select_on: Literal["loss", "f1", "last"] = "loss"
     # Decay of an exponential moving average of the weights (e.g. 0.99: about the last 100
     # steps); the average is what is validated and saved as `best`. 0: no average.
     ema: float = 0.0
@@ -176,7 +209,7 @@ class TrainConfig:
     out: str = "runs/cloudmask"
     log_every: int = 10
     checkpoint_every: int | None = None  # also save the training state every N steps
-    checkpoint_dtype: str = "float32"
+    checkpoint_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     bands: BandSampling = BandSampling()
     augment: Augmentation = Augmentation()
     loss: LossWeights = LossWeights()
@@ -186,29 +219,64 @@ class TrainConfig:
     ground: dict[str, Any] | None = None  # BrightGround settings; None: no synthetic bright ground
     surfaces: dict[str, Any] | None = None  # SnowAndWater settings; None: no synthetic snow/water
     path: str = ""  # the YAML it came from
+    # the synthetic / ground / surfaces objects, built once per instance in __post_init__
+    _built: ClassVar[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ValueError("'datasets' must list at least one dataset")
+        if not 0 <= self.selection_fraction < 1:
+            raise ValueError(
+                f"selection_fraction must be in [0, 1), got {self.selection_fraction!r}"
+            )
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
+        if self.select_on == "last" and self.optimiser.plateau_lrs:
+            # no score drives the rate either: say so rather than silently never lowering it
+            raise ValueError(
+                "select_on: last has no score to lower the rate on: set plateau_lrs: []"
+            )
+        if self.select_on == "last" and self.selection_fraction > 0:
+            # samples kept out of training to pick nothing
+            raise ValueError("select_on: last picks no checkpoint: set selection_fraction: 0")
+        total = self.epochs * self.steps_per_epoch
+        if self.optimiser.decay_to is not None and self.optimiser.warmup_steps >= total:
+            raise ValueError(f"optimiser.decay_to: warmup_steps {self.optimiser.warmup_steps} "
+                             f"leaves none of the {total} steps to decay over")  # fmt: skip
+        # the sections kept as written (a checkpoint records them so), built once here
+        from cloudmask_cli.training.ground import BrightGround
+        from cloudmask_cli.training.surfaces import SnowAndWater
+        from cloudmask_cli.training.synthetic import SyntheticClouds
+
+        built: dict[str, Any] = {}
+        for key, cls in (("synthetic", SyntheticClouds), ("ground", BrightGround),
+                         ("surfaces", SnowAndWater)):  # fmt: skip
+            raw = getattr(self, key)
+            try:
+                built[key] = cls.from_config(raw) if raw is not None else None
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        object.__setattr__(self, "_built", built)
+
+    @property
+    def synthetic_clouds(self) -> Any:
+        """The `SyntheticClouds` the ``synthetic`` section describes (None: none)."""
+        return self._built["synthetic"]
+
+    @property
+    def bright_ground(self) -> Any:
+        """The `BrightGround` the ``ground`` section describes (None: none)."""
+        return self._built["ground"]
+
+    @property
+    def snow_and_water(self) -> Any:
+        """The `SnowAndWater` the ``surfaces`` section describes (None: none)."""
+        return self._built["surfaces"]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("path")
         return json.loads(json.dumps(d))  # plain lists and dicts, as YAML and JSON store them
-
-
-def _build(cls: type, raw: Any, where: str, path: str) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise InputError(path, f"{where} must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise InputError(path, f"unknown key(s) {unknown} in {where} (known: {sorted(known)})")
-    kwargs = dict(raw)
-    if cls is Optimiser and "plateau_lrs" in kwargs:
-        kwargs["plateau_lrs"] = tuple(float(v) for v in kwargs["plateau_lrs"])
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise InputError(path, f"{where}: {exc}") from None
 
 
 def parse_config(data: Any, path: str = "<config>", base: Path | None = None) -> TrainConfig:
@@ -218,112 +286,20 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
     raw_sets = data.get("datasets")
     if not isinstance(raw_sets, list) or not raw_sets:
         raise InputError(path, "'datasets' must list at least one dataset")
+    if "model" in data and not isinstance(data["model"], dict):
+        raise InputError(path, "model must be a mapping of architecture keys (e.g. segformer: b0)")
+    if "path" in data:  # set from the file's name, never written
+        raise InputError(path, "unknown key(s) ['path'] (the config's own path is not a key)")
+    cfg = parse(TrainConfig, data, path)
     sets = []
-    for i, raw in enumerate(raw_sets):
-        spec = _build(DatasetSpec, raw, f"datasets[{i}]", path)
-        reasons = spec.exclude
-        if not isinstance(reasons, dict) or not all(
-            isinstance(v, str) and v.strip() for v in reasons.values()
-        ):
-            raise InputError(
-                path, f"datasets[{i}].exclude must map each sample id to the reason it is left out"
-            )
-        spec = replace(spec, exclude={str(k): v for k, v in reasons.items()})
-        if not isinstance(spec.shadow_needs_cloud, bool):
-            raise InputError(path, f"datasets[{i}].shadow_needs_cloud must be true or false")
-        rules = spec.rules
-        if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) for r in rules):
-            raise InputError(path, f"datasets[{i}].rules must list rule names ({', '.join(RULES)})")
-        unknown = [r for r in rules if r not in RULES]
-        if unknown:
-            raise InputError(
-                path, f"datasets[{i}].rules: unknown rule(s) {unknown} (known: {', '.join(RULES)})"
-            )
-        spec = replace(spec, rules=tuple(rules))
+    for i, spec in enumerate(cfg.datasets):
         if spec.teacher is not None:
             spec = replace(spec, teacher=_teacher(spec.teacher, f"datasets[{i}].teacher", path))
         p = Path(spec.path).expanduser()
         if base is not None and not p.is_absolute():
             p = base / p
-        sets.append(
-            DatasetSpec(**{**asdict(spec), "path": str(p), "name": spec.name or f"{spec.kind}{i}"})
-        )
-    nested = {
-        "bands": BandSampling,
-        "augment": Augmentation,
-        "loss": LossWeights,
-        "optimiser": Optimiser,
-        "focus": CropFocus,
-    }
-    top = {f.name for f in fields(TrainConfig)} - {"path", "datasets"}
-    unknown = sorted(set(data) - top - {"datasets"})
-    if unknown:
-        raise InputError(path, f"unknown key(s) {unknown} (known: {sorted(top | {'datasets'})})")
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "datasets":
-            continue
-        kwargs[key] = _build(nested[key], value, key, path) if key in nested else value
-    if "model" in kwargs and not isinstance(kwargs["model"], dict):
-        raise InputError(path, "model must be a mapping of architecture keys (e.g. segformer: b0)")
-    try:
-        cfg = TrainConfig(datasets=tuple(sets), path=path, **kwargs)
-    except TypeError as exc:
-        raise InputError(path, str(exc)) from None
-    for name in ("crop", "batch_size", "epochs", "steps_per_epoch", "val_batch_size"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise InputError(path, f"{name} must be a positive integer, got {value!r}")
-    if cfg.synthetic is not None:
-        from cloudmask_cli.training.synthetic import SyntheticClouds
-
-        try:
-            SyntheticClouds.from_config(cfg.synthetic)
-        except (TypeError, ValueError) as exc:
-            raise InputError(path, f"synthetic: {exc}") from None
-    if cfg.ground is not None:
-        from cloudmask_cli.training.ground import BrightGround
-
-        try:
-            BrightGround.from_config(cfg.ground)
-        except (TypeError, ValueError) as exc:
-            raise InputError(path, f"ground: {exc}") from None
-    if cfg.surfaces is not None:
-        from cloudmask_cli.training.surfaces import SnowAndWater
-
-        try:
-            SnowAndWater.from_config(cfg.surfaces)
-        except (TypeError, ValueError) as exc:
-            raise InputError(path, f"surfaces: {exc}") from None
-    if not (isinstance(cfg.selection_fraction, (int, float)) and 0 <= cfg.selection_fraction < 1):
-        raise InputError(
-            path, f"selection_fraction must be in [0, 1), got {cfg.selection_fraction!r}"
-        )
-    if cfg.select_on not in ("loss", "f1", "last"):
-        raise InputError(path, f"select_on must be loss, f1 or last, got {cfg.select_on!r}")
-    if cfg.select_on == "last" and cfg.optimiser.plateau_lrs:
-        # no score drives the rate either: say so rather than silently never lowering it
-        raise InputError(
-            path, "select_on: last has no score to lower the rate on: set plateau_lrs: []"
-        )
-    decay_to = cfg.optimiser.decay_to
-    if decay_to is not None:
-        if not (isinstance(decay_to, (int, float)) and 0 <= decay_to <= cfg.optimiser.lr):
-            raise InputError(path, f"optimiser.decay_to must be in [0, lr], got {decay_to!r}")
-        if cfg.optimiser.plateau_lrs:
-            raise InputError(path, "optimiser.decay_to replaces plateau_lrs: set plateau_lrs: []")
-        total = cfg.epochs * cfg.steps_per_epoch
-        if cfg.optimiser.warmup_steps >= total:
-            raise InputError(path, f"optimiser.decay_to: warmup_steps {cfg.optimiser.warmup_steps} "
-                             f"leaves none of the {total} steps to decay over")  # fmt: skip
-    if cfg.select_on == "last" and cfg.selection_fraction > 0:
-        # samples kept out of training to pick nothing
-        raise InputError(path, "select_on: last picks no checkpoint: set selection_fraction: 0")
-    if not (isinstance(cfg.ema, (int, float)) and 0 <= cfg.ema < 1):
-        raise InputError(path, f"ema must be in [0, 1), got {cfg.ema!r}")
-    if cfg.checkpoint_dtype not in ("float32", "float16", "bfloat16"):
-        raise InputError(path, "checkpoint_dtype must be float32, float16 or bfloat16")
-    return cfg
+        sets.append(replace(spec, path=str(p), name=spec.name or f"{spec.kind}{i}"))
+    return checked(lambda: replace(cfg, datasets=tuple(sets), path=path), path, TrainConfig)
 
 
 def load_config(path: str | Path) -> TrainConfig:

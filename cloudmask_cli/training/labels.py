@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import yaml
+from pydantic import Field, field_validator
 
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.schema import parse, reads_on, schema
 
 N_CLASSES = len(CLASSES)
 BIT = {name: 1 << i for i, name in enumerate(CLASSES)}
@@ -120,24 +123,46 @@ def bits_from_possible(possible: np.ndarray, axis: int = 0) -> np.ndarray:
     return (possible.astype(np.uint16) * weights).sum(axis=0).astype(np.uint8)
 
 
+@schema
+class _Code:
+    """One code of a scheme file: its name and the classes a pixel with it may be."""
+
+    classes: list[str]
+    name: str | int | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bits_of(v)  # its ValueError names the unknown classes
+        return v
+
+
+@schema
+class _SchemeFile:
+    """A label scheme YAML (training/schemes/*.yaml)."""
+
+    name: str
+    codes: dict[Annotated[int, Field(strict=True, ge=0, le=255)], _Code]
+    title: str | None = None
+
+    @field_validator("codes")
+    @classmethod
+    def _some(cls, v: dict[int, _Code]) -> dict[int, _Code]:
+        if not v:
+            raise reads_on("must map each code (0..255) to its name and classes")
+        return v
+
+
 def parse_scheme(data: object, path: str = "<scheme>") -> LabelScheme:
     """Validate a scheme (parsed YAML) and build a `LabelScheme`."""
     if not isinstance(data, dict) or "codes" not in data or "name" not in data:
         raise InputError(path, "a label scheme is a mapping with 'name' and 'codes'")
-    raw = data["codes"]
-    if not isinstance(raw, dict) or not raw:
-        raise InputError(path, "'codes' must map each code (0..255) to {name, classes}")
-    codes: dict[int, tuple[str, int]] = {}
-    for code, entry in raw.items():
-        if not isinstance(code, int) or not 0 <= code <= 255:
-            raise InputError(path, f"code {code!r} is not an integer in 0..255")
-        if not isinstance(entry, dict) or not isinstance(entry.get("classes"), list):
-            raise InputError(path, f"code {code}: expected {{name: ..., classes: [...]}}")
-        try:
-            codes[code] = (str(entry.get("name", code)), bits_of(entry["classes"]))
-        except ValueError as exc:
-            raise InputError(path, f"code {code}: {exc}") from None
-    return LabelScheme(str(data["name"]), str(data.get("title", data["name"])), codes, path)
+    f = parse(_SchemeFile, data, path)
+    codes = {
+        c: (str(e.name if e.name is not None else c), bits_of(e.classes))
+        for c, e in f.codes.items()
+    }
+    return LabelScheme(f.name, f.title or f.name, codes, path)
 
 
 def bits_scheme() -> LabelScheme:

@@ -47,14 +47,11 @@ from cloudmask_cli.training.datasets import (
     ValidationDataset,
     collate,
 )
-from cloudmask_cli.training.ground import BrightGround
 from cloudmask_cli.training.labels import bits_from_possible
 from cloudmask_cli.training.metrics import Scores
 from cloudmask_cli.training.sample import RawSample
 from cloudmask_cli.training.schedule import PlateauSchedule
 from cloudmask_cli.training.state import load_state, restore, save_state
-from cloudmask_cli.training.surfaces import SnowAndWater
-from cloudmask_cli.training.synthetic import SyntheticClouds
 
 # what `select_on` names -> the key of `validate`'s result that picks `best` and the plateaus
 SELECT_ON = {"loss": "loss", "f1": "f1_error"}
@@ -499,11 +496,9 @@ def set_up_data(cfg: TrainConfig, dist: Dist, splits: Splits | None = None) -> T
     returns them; the config's datasets when None)."""
     train_sets, val_sets, select_sets = splits if splits is not None else load_splits(cfg)
     samples = [s for group in train_sets for s in group]
-    synthetic = SyntheticClouds.from_config(cfg.synthetic) if cfg.synthetic is not None else None
-    ground = BrightGround.from_config(cfg.ground) if cfg.ground is not None else None
-    surfaces = SnowAndWater.from_config(cfg.surfaces) if cfg.surfaces is not None else None
     dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed,
-                              synthetic, ground, surfaces, cfg.focus)  # fmt: skip
+                              cfg.synthetic_clouds, cfg.bright_ground, cfg.snow_and_water,
+                              cfg.focus)  # fmt: skip
     draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip
