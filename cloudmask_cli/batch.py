@@ -105,7 +105,10 @@ def _stac_items(path: Path) -> list[Any]:
                 if it.get_self_href() is None:
                     it.set_self_href(str(path.resolve()))
         else:
-            items = list(pystac.read_file(str(path)).get_items(recursive=True))
+            catalog = pystac.read_file(str(path))
+            if not isinstance(catalog, pystac.Catalog):
+                raise TypeError(f"a {type(catalog).__name__}, not a catalogue")
+            items = list(catalog.get_items(recursive=True))
     except Exception as exc:  # noqa: BLE001 - pystac raises many kinds
         raise InputError(path, f"cannot read the STAC {kind} ({str(exc)[:200]})") from None
     if not items:
@@ -235,9 +238,9 @@ def _masker(weights: str | None, device: str, batch_size: int | None,
     if m is None or (m.weights, m.device, m.batch_size, m.precision, m.flips) != (
         weights, device, batch_size, precision, flips
     ):  # fmt: skip
-        _MASKER = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision,
-                              flips=flips)  # fmt: skip
-    return _MASKER
+        m = _MASKER = CloudMasker(weights, device=device, batch_size=batch_size,
+                                  precision=precision, flips=flips)  # fmt: skip
+    return m
 
 
 def thumbnail(product: Product, output: str | Path, options: dict[str, Any], size: int) -> str:

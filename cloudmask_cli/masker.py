@@ -217,7 +217,8 @@ class CloudMasker:
             from cloudmask_cli.quicklook import check_layout
 
             check_layout(quicklook_layout, quicklook_size)
-        outputs = run_outputs(output, probabilities, stac, ql)
+        prob = Path(probabilities) if probabilities is not None else None
+        outputs = run_outputs(output, prob, stac, ql)
         check_outputs(outputs, overwrite)
         with gdal_env():  # remote assets: range requests, retries, timeouts (see remote.py)
             scene = open_product(product, sensor=sensor, resolution=resolution)

@@ -79,6 +79,13 @@ def _centre(band: Any) -> float | None:
     return (band.wavelength[0] + band.wavelength[1]) / 2
 
 
+def _nm(band: Any) -> float:
+    """The centre of a band that has a wavelength range."""
+    centre = _centre(band)
+    assert centre is not None, band.name
+    return centre
+
+
 def pick_bands(scene: Scene) -> tuple[list[int], str]:
     """Band indices (red, green, blue) and how they render: true colour when the product has
     red, green and blue; else false colour from three optical bands (longest wavelength as
@@ -93,14 +100,14 @@ def pick_bands(scene: Scene) -> tuple[list[int], str]:
     ]
     rgb = []
     for _, nominal, (lo, hi) in _RGB:
-        fits = [i for i in optical if lo <= _centre(scene.bands[i].band) <= hi]
+        fits = [i for i in optical if lo <= _nm(scene.bands[i].band) <= hi]
         if not fits:
             break
-        rgb.append(min(fits, key=lambda i: abs(_centre(scene.bands[i].band) - nominal)))
+        rgb.append(min(fits, key=lambda i: abs(_nm(scene.bands[i].band) - nominal)))
     if len(rgb) == 3:
         return rgb, "true colour"
     thermal = [i for i in own if scene.bands[i].band.type == "brightness_temperature"]
-    spectral = sorted(optical or thermal, key=lambda i: -_centre(scene.bands[i].band))
+    spectral = sorted(optical or thermal, key=lambda i: -_nm(scene.bands[i].band))
     if len(spectral) >= 3:  # longest, middle, shortest: e.g. SWIR / NIR / red
         return [spectral[0], spectral[len(spectral) // 2], spectral[-1]], "false colour"
     one = (spectral or own)[0]
@@ -289,7 +296,7 @@ def render(
     top = title_h
     picture = Image.fromarray(rgb)
     if scale > 1:
-        picture = picture.resize((pw, ph), Image.NEAREST)
+        picture = picture.resize((pw, ph), Image.Resampling.NEAREST)
     left = MARGIN
     bands = "/".join(dict.fromkeys(band_names))
     if look is not None and layout == "overlay":
@@ -299,7 +306,7 @@ def render(
         blend[shown] = (1 - OVERLAY_ALPHA) * blend[shown] + OVERLAY_ALPHA * colours[shown]
         picture = Image.fromarray(np.rint(blend).astype(np.uint8))
         if scale > 1:
-            picture = picture.resize((pw, ph), Image.NEAREST)
+            picture = picture.resize((pw, ph), Image.Resampling.NEAREST)
         img.paste(picture, (left, top))
         out.image = out.mask = (left, top, left + pw, top + ph)
         captions = [(left, f"{rendering} ({bands}), mask {look.style} over it")]
@@ -311,7 +318,7 @@ def render(
             left2 = left + pw + MARGIN
             shown = Image.fromarray(colourise(look))
             if scale > 1:
-                shown = shown.resize((pw, ph), Image.NEAREST)
+                shown = shown.resize((pw, ph), Image.Resampling.NEAREST)
             img.paste(shown, (left2, top))
             out.mask = (left2, top, left2 + pw, top + ph)
             captions.append((left2, f"mask ({look.style})"))
@@ -325,6 +332,7 @@ def render(
     # the legend: a swatch in the mask's colour and the class's name and fraction
     x, y = MARGIN, top + ph + MARGIN
     for code, text, _name in entries:
+        assert look is not None  # entries come from a mask
         w_entry = SWATCH + 4 + int(draw.textlength(text, font=small)) + 14
         if x > MARGIN and x + w_entry > canvas_w - MARGIN:
             x, y = MARGIN, y + SWATCH + 8

@@ -132,7 +132,7 @@ class Mask:
             bad |= np.isin(values, self.invalid_values)
         if self.valid_values:
             bad |= ~np.isin(values, self.valid_values)
-        return bad.any(axis=0) if bad.ndim == 3 else bad
+        return np.asarray(bad.any(axis=0)) if bad.ndim == 3 else bad
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
+from typing_extensions import dataclass_transform  # typing's own is Python 3.11+
 
 from cloudmask_cli.errors import InputError
 
@@ -31,7 +32,7 @@ T = TypeVar("T")
 CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
-@typing.dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True)
 def schema(cls: type[T]) -> type[T]:
     """A frozen pydantic dataclass that forbids unknown keys."""
     return dataclass(frozen=True, config=CONFIG)(cls)  # type: ignore[return-value]

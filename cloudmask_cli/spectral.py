@@ -46,7 +46,7 @@ def find_band(bands: Sequence[Band], name: str) -> int | None:
 
 def _bands(image: np.ndarray, bands: Sequence[Band], *names: str) -> list[np.ndarray] | None:
     idx = [find_band(bands, n) for n in names]
-    return None if any(i is None for i in idx) else [image[i] for i in idx]  # type: ignore[index]
+    return None if any(i is None for i in idx) else [image[i] for i in idx]
 
 
 def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:

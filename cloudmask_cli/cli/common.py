@@ -4,6 +4,7 @@ command module shares."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -54,8 +55,8 @@ class Progress:
 
     def __init__(self, quiet: bool) -> None:
         self.enabled = not quiet and err.is_terminal
-        self.bar = None
-        self.task = None
+        self.bar: Any = None  # a rich Progress while entered
+        self.task: Any = None
 
     def __enter__(self):  # noqa: ANN204
         if not self.enabled:

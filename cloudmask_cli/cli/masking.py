@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -25,6 +26,9 @@ from cloudmask_cli.cli.options import (
     Weights,
 )
 from cloudmask_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from cloudmask_cli.batch import Result as BatchResult
 
 
 @app.command()
@@ -206,7 +210,7 @@ def batch(
         "spectral": spectral,
     }
 
-    def show(r: object) -> None:
+    def show(r: BatchResult) -> None:
         if r.status == "failed":
             err.print(
                 f"cloudmask: failed: {r.product}: {r.error}",

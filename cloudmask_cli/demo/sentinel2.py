@@ -594,15 +594,15 @@ def _image_characteristics(chars: ET.Element, spec: _Spec) -> None:
     conversion = _el(chars, "Reflectance_Conversion")
     _el(conversion, "U", "1.00495761001047")
     irradiance = _el(conversion, "Solar_Irradiance_List")
-    for i, value in enumerate(SOLAR_IRRADIANCE):
-        _el(irradiance, "SOLAR_IRRADIANCE", value, bandId=str(i), unit="W/m²/µm")
+    for i, e0 in enumerate(SOLAR_IRRADIANCE):
+        _el(irradiance, "SOLAR_IRRADIANCE", e0, bandId=str(i), unit="W/m²/µm")
     spectral = _el(chars, "Spectral_Information_List")
     for i, band in enumerate(BANDS):
         info = _el(spectral, "Spectral_Information", bandId=str(i), physicalBand=_physical(band))
         _el(info, "RESOLUTION", RESOLUTION[band])
         wavelength = _el(info, "Wavelength")
-        for tag, value in zip(("MIN", "MAX", "CENTRAL"), WAVELENGTH[band], strict=True):
-            _el(wavelength, tag, value, unit="nm")
+        for tag, nm in zip(("MIN", "MAX", "CENTRAL"), WAVELENGTH[band], strict=True):
+            _el(wavelength, tag, nm, unit="nm")
 
 
 def _physical(band: str) -> str:

@@ -9,6 +9,8 @@ leave it, only the folded codes do (and the probabilities when the user asks for
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from rasterio.windows import Window
@@ -38,7 +40,7 @@ class StripBlender:
         self.device = torch.device(device)
         self.capacity = min(window, self.height)
         self.base = 0
-        kw = {"device": self.device}
+        kw: dict[str, Any] = {"device": self.device}
         self.acc = torch.zeros((n_classes, self.capacity, self.width), dtype=torch.float32, **kw)
         self.wsum = torch.zeros((self.capacity, self.width), dtype=torch.float32, **kw)
         self.valid = torch.zeros((self.capacity, self.width), dtype=torch.bool, **kw)

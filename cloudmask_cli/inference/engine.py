@@ -151,7 +151,7 @@ class Engine:
         out = []
         i = 0
         while i < len(xt):
-            n = self.batch_size
+            n = self.batch_size or 1  # set in __post_init__
             try:
                 out.append(self._forward(xt[i : i + n], d, mt[i : i + n]))
                 i += n

@@ -127,7 +127,8 @@ def masked_strips(
     heap.limit_arenas()
     threads = options.read_threads or default_read_threads(engine.device)
     stats.read_threads = threads
-    ahead = max(2 * threads, engine.batch_size) + engine.batch_size
+    per_batch = engine.batch_size or 1  # the engine sets it on creation
+    ahead = max(2 * threads, per_batch) + per_batch
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="read")
     queue: list[Future[_Tile]] = []
     pending = iter(windows)
@@ -144,7 +145,7 @@ def masked_strips(
         done = 0
         while queue:
             batch: list[_Tile] = []
-            while queue and len(batch) < engine.batch_size:
+            while queue and len(batch) < per_batch:
                 tile = queue.pop(0).result()
                 stats.read_seconds += tile.seconds
                 # Rows above a new window-row are final: hand them out before adding.
@@ -238,6 +239,7 @@ def mask_to_file(
         def draw() -> None:  # from the finished COG's overviews and a decimated read
             from cloudmask_cli.quicklook import write_quicklook
 
+            assert quicklook is not None  # drawn only when asked for
             t1 = time.perf_counter()
             write_quicklook(quicklook, scene, output, size=quicklook_size,
                             layout=quicklook_layout, fractions=sidecar["class_fractions"])  # fmt: skip

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -168,6 +169,12 @@ def _head(width: int, channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, channels))
 
 
+def _last(head: nn.Sequential) -> nn.Linear:
+    layer = head[-1]
+    assert isinstance(layer, nn.Linear)
+    return layer
+
+
 class SEnSeI(nn.Module):
     """Descriptors + normalised band values -> embedding ``[B, channels, H, W]``.
 
@@ -210,12 +217,12 @@ class SEnSeI(nn.Module):
         # Start as random Fourier features: unit gains, frequencies spread from 1 to
         # max_frequency (normalised units), phases spread over the circle.
         with torch.no_grad():
-            nn.init.ones_(self.alpha[-1].bias)
-            self.omega[-1].bias.copy_(torch.logspace(0.0, math.log10(max_frequency), channels))
-            self.phi[-1].bias.copy_(torch.linspace(-math.pi, math.pi, channels + 1)[:-1])
+            nn.init.ones_(_last(self.alpha).bias)
+            _last(self.omega).bias.copy_(torch.logspace(0.0, math.log10(max_frequency), channels))
+            _last(self.phi).bias.copy_(torch.linspace(-math.pi, math.pi, channels + 1)[:-1])
             if self.gate is not None:
-                nn.init.zeros_(self.gate[-1].weight)
-                nn.init.zeros_(self.gate[-1].bias)
+                nn.init.zeros_(_last(self.gate).weight)
+                nn.init.zeros_(_last(self.gate).bias)
         # A fixed projection of each band's input vector gives a canonical band order, so that
         # every sum over bands runs in the same order whatever order the bands come in: the
         # output is then bitwise independent of band order (not just up to rounding).
@@ -225,7 +232,7 @@ class SEnSeI(nn.Module):
 
     def canonical_order(self, features: Tensor, band_mask: Tensor) -> Tensor:
         """Band permutation ``[B, N]`` sorting each sample's bands by a fixed key (absent last)."""
-        key = features.double() @ self.order_key
+        key = features.double() @ cast(Tensor, self.order_key)
         key = torch.where(band_mask, key, torch.full_like(key, float("inf")))
         return torch.sort(key, dim=-1, stable=True).indices
 
@@ -344,13 +351,13 @@ def pool_inplace(
 
 class _PooledSine(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, s, weight, alpha, omega, phi):  # type: ignore[override]
+    def forward(ctx, s, weight, alpha, omega, phi):
         ctx.save_for_backward(s, weight, alpha, omega, phi)
         return pool_inplace(s, weight, alpha, omega, phi)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         s, weight, alpha, omega, phi = ctx.saved_tensors
         n = s.shape[1]
         need_s = ctx.needs_input_grad[0]

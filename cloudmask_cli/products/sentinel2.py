@@ -401,7 +401,7 @@ def _number(el: ET.Element, source: str) -> float:
 def _quantification(root: ET.Element, level: str, source: str) -> float:
     # L2A: BOA_QUANTIFICATION_VALUE (L2A_BOA_... in the 2017 "L2Ap" products); never the
     # L1C_TOA_ value some L2A files also carry.
-    names = ("QUANTIFICATION_VALUE",)
+    names: tuple[str, ...] = ("QUANTIFICATION_VALUE",)
     if level == "L2A":
         names = ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE")
     el = next(_iter(root, *names), None)
@@ -665,12 +665,15 @@ def _open_band(
     return _Opened(source, crs, bounds, res)
 
 
-def _header(files: _Files, rel: str) -> tuple[CRS | None, tuple[float, ...], float, int, str]:
+def _header(
+    files: _Files, rel: str
+) -> tuple[CRS | None, tuple[float, float, float, float], float, int, str]:
     try:
         with rasterio.open(files.gdal_path(rel)) as ds:
             if ds.transform.b or ds.transform.d:
                 raise InputError(files.display(rel), "rotated grid: not a Sentinel-2 tile raster")
-            return ds.crs, tuple(ds.bounds), abs(ds.transform.a), ds.count, ds.dtypes[0]
+            left, bottom, right, top = ds.bounds
+            return ds.crs, (left, bottom, right, top), abs(ds.transform.a), ds.count, ds.dtypes[0]
     except RasterioError as exc:
         raise InputError(files.display(rel), f"cannot read raster ({_short(exc)})") from None
 

@@ -146,11 +146,11 @@ def resample(x: np.ndarray, bits: np.ndarray, size: int) -> tuple[np.ndarray, np
     if h > size or w > size:
         num, den = F.adaptive_avg_pool2d(t, size), F.adaptive_avg_pool2d(v, size)
     else:
-        kw = {"size": (size, size), "mode": "bilinear", "align_corners": False}
-        num, den = F.interpolate(t, **kw), F.interpolate(v, **kw)
-    num, den = num[0].numpy(), den[0].numpy()
+        num = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+        den = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
+    num_px, den_px = num[0].numpy(), den[0].numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den >= 0.5, num / np.maximum(den, 1e-6), np.nan).astype(np.float32)
+        out = np.where(den_px >= 0.5, num_px / np.maximum(den_px, 1e-6), np.nan).astype(np.float32)
     rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
     return out, np.ascontiguousarray(bits[rows[:, None], cols[None, :]])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 from dataclasses import asdict, field, replace
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -302,7 +303,7 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
     return checked(lambda: replace(cfg, datasets=tuple(sets), path=path), path, TrainConfig)
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     """Read and validate a training config YAML."""
     path = Path(path)
     if not path.is_file():

@@ -18,6 +18,7 @@ are the pooled pixels of a dataset over all folds, and the mean and spread over 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -249,7 +250,7 @@ def run_fold(
     if flips:
         wanted[FLIPS] = (lambda: _model_predictor(weights, flips=True), ())
     for p in peers:
-        wanted[p] = (lambda p=p: _peer(p), ())
+        wanted[p] = (functools.partial(_peer, p), ())
     for who, (make, conditions) in wanted.items():
         path = folder / f"scores-{who}.npz"
         flat: dict[str, np.ndarray] = {}
@@ -265,7 +266,8 @@ def run_fold(
         flat |= {f"{c}|{d}|{m}": n for c, sets in scored.items() for d, masks in sets.items()
                  for m, n in masks.items()}  # fmt: skip
         tmp = folder / f"scores-{who}.tmp.npz"
-        np.savez_compressed(tmp, **flat)
+        arrays: dict[str, Any] = flat  # names of arrays, not numpy's keyword options
+        np.savez_compressed(tmp, **arrays)
         tmp.replace(path)
     return folder
 

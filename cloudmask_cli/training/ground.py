@@ -127,7 +127,7 @@ class BrightGround(RangedAugmentation):
 
 
 def patch_weight(
-    shape: tuple[int, ...], seed: int, beta: float, outer: float, cover: float, sharpness: float
+    shape: tuple[int, int], seed: int, beta: float, outer: float, cover: float, sharpness: float
 ) -> np.ndarray:
     """[H, W] in [0, 1]: fractal patches over ``cover`` of the crop, smooth edges whose width
     falls as ``sharpness`` rises."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -323,7 +323,7 @@ def _val_loaders(
     loaders = []
     for name, samples in val:
         ds = ValidationDataset(samples, cfg.crop)
-        sampler = (
+        sampler: torch.utils.data.Sampler[int] | None = (
             torch.utils.data.distributed.DistributedSampler(
                 ds, dist.world, dist.rank, shuffle=False
             )
@@ -463,12 +463,12 @@ def set_up_model(
         net, mcfg, _ = load_checkpoint(resume, device="cpu")
         if state_info.get("config") != cfg.to_dict():
             notice(f"--resume {resume}: the config differs from the one the run started with")
-    net = net.to(device).train()
+    net.to(device).train()  # in place
     module: nn.Module = TrainingModule(net, cfg.loss.recovery > 0, cfg.loss.recovery_pixels)
     average = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
     if average is not None and state_tensors is not None:
         average.load(state_tensors)
-    scored_net = average.net if average is not None else net
+    scored_net = cast(CloudMaskNet, average.net) if average is not None else net
     scored: nn.Module = TrainingModule(scored_net, False) if average is not None else module
     if dist.active:
         ids = [device.index] if device.type == "cuda" else None

@@ -19,6 +19,12 @@ from cloudmask_cli.sensors import Band
 Perturbation = Callable[[np.ndarray, Sequence[Band], str], tuple[np.ndarray, list[int]]]
 
 
+def _mid(band: Band) -> float:
+    """The centre of a band's wavelength range (bands chosen by `_in` have one)."""
+    assert band.wavelength is not None
+    return (band.wavelength[0] + band.wavelength[1]) / 2
+
+
 def _refl(bands: Sequence[Band]) -> list[int]:
     return [i for i, b in enumerate(bands) if b.type == "reflectance"]
 
@@ -95,7 +101,7 @@ def only(what: str, band_set: Sequence[tuple[str, tuple[int, int], int]]) -> Per
         for _, (lo, hi), centre in band_set:
             inside = [i for i in _refl(bands) if _in(bands[i], lo, hi)]
             if inside:
-                kept.append(min(inside, key=lambda i: abs(sum(bands[i].wavelength) / 2 - centre)))
+                kept.append(min(inside, key=lambda i: abs(_mid(bands[i]) - centre)))
         kept = sorted(set(kept))
         return (x[kept], kept) if kept else (x, list(range(len(bands))))
 

@@ -98,7 +98,7 @@ class RuledSample(RawSample):
         self.scheme = BITS_SCHEME + (CLOUD_FREE if self.sample.scheme.endswith(CLOUD_FREE) else "")
 
     @property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+    def shape(self) -> tuple[int, int]:
         return self.sample.shape
 
     def __getattr__(self, name: str) -> Any:

@@ -119,11 +119,11 @@ class StoredSample(RawSample):
     source: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+    def shape(self) -> tuple[int, int]:
         if self.stored_shape is not None:
             return self.stored_shape
         if self.image.endswith(".npz"):
-            return tuple(self._npz()["label"].shape)  # type: ignore[return-value]
+            return tuple(self._npz()["label"].shape)
         return raster_shape(self.image)
 
     def _npz(self) -> dict[str, np.ndarray]:
@@ -185,7 +185,7 @@ def read_sample_meta(path: str | Path) -> StoredSample:
     if scheme.endswith((".yaml", ".yml")):
         scheme = str((path.parent / scheme).resolve())
     image = str(path.parent / meta["image"])
-    label = str(path.parent / meta.get("label", meta["image"]))
+    label = str(path.parent / (meta.get("label") or meta["image"]))
     shape = meta.get("shape")
     return StoredSample(
         id=str(meta.get("id", path.stem)),

@@ -194,7 +194,7 @@ class TaughtSample(RawSample):
         return InputError(where, f"teacher {self.teacher.peer} cannot run: {exc.problem}")
 
     @property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+    def shape(self) -> tuple[int, int]:
         return self.sample.shape
 
     def __getattr__(self, name: str) -> Any:

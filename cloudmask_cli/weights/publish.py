@@ -115,7 +115,7 @@ def crossval_figures(path: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for who, conditions in cv.summary.get("folds", {}).items():
         for dataset, s in conditions.get("clean", {}).items():
-            row = {}
+            row: dict[str, Any] = {}
             for key in ("cloud_f1", "invalid_f1"):
                 spread = s.get("folds", {}).get(key, {})
                 row[key] = pct(s.get("pooled", {}).get(key))

@@ -61,7 +61,7 @@ class RasterSample(RawSample):
     size: tuple[int, int] | None = None
 
     @cached_property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+    def shape(self) -> tuple[int, int]:
         return self.size if self.size is not None else raster_shape(self.label_path)
 
     def _read(self, box: Box, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +114,7 @@ class SceneSample(RawSample):
     resolution: float | None = None
 
     @property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+    def shape(self) -> tuple[int, int]:
         return self.size
 
     def scene(self) -> Scene:

@@ -161,8 +161,8 @@ class NpySample(RawSample):
     mask_path: str
 
     @cached_property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
-        return tuple(self._load(self.mask_path).shape[:2])  # type: ignore[return-value]
+    def shape(self) -> tuple[int, int]:
+        return tuple(self._load(self.mask_path).shape[:2])
 
     @staticmethod
     def _load(path: str) -> np.ndarray:
