@@ -1,6 +1,7 @@
 """Sensor definitions: YAML files -> `Sensor` and `Band` records.
 
-The bundled definitions live beside this module (``*.yaml``); a user passes their own with
+The bundled definitions are the repository's ``sensors/*.yaml`` (installed as the package
+``cloudmask_cli.sensor_files``); a user passes their own with
 ``--sensor my.yaml``. Everything the model knows about a band is derived from these fields
 (see `cloudmask_cli.descriptors`), so no sensor constant is written in code.
 """
@@ -173,7 +174,7 @@ def load_sensor_file(path: str | Path) -> Sensor:
 
 
 def _bundled_dir() -> Path:
-    return Path(str(resources.files(__package__)))
+    return Path(str(resources.files("cloudmask_cli.sensor_files")))
 
 
 def bundled_sensors() -> dict[str, Sensor]:

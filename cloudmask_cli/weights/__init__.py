@@ -1,4 +1,5 @@
-"""The bundled model weights: ``<name>.safetensors`` + ``<name>.yaml`` beside this file."""
+"""The bundled model weights: ``<name>.safetensors`` + ``<name>.yaml`` in the repository's
+``weights/``, installed as the package ``cloudmask_cli.weight_files`` (pyproject.toml maps it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ DEFAULT_NAME = "cloudmask-b0"
 
 
 def bundled_dir() -> Path:
-    return Path(str(resources.files(__package__)))
+    return Path(str(resources.files("cloudmask_cli.weight_files")))
 
 
 def default_weights() -> Path:

@@ -32,7 +32,7 @@ publish names every earlier config in order:
 
 Re-score the published weights (e.g. after a change to `cloudmask evaluate`) without touching them:
 
-    examples/validate-bundled.sh cloudmask_cli/weights/cloudmask-b0.safetensors runs/revalidation
+    examples/validate-bundled.sh weights/cloudmask-b0.safetensors runs/revalidation
     python -m cloudmask_cli.weights.publish --revalidate runs/revalidation
 
 The YAML carries the architecture (from the checkpoint), the training data and recipe (from the

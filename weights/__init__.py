@@ -1,0 +1,2 @@
+"""The bundled model weights (safetensors + YAML), shipped as cloudmask_cli.weight_files; found by
+cloudmask_cli.weights."""
