@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from cloudmask_cli.classes import cloud_fraction
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.inference.stac import stac_path
 from cloudmask_cli.inference.writer import (
@@ -218,9 +219,10 @@ def is_complete(output: Path, stac: bool = False, quicklook: bool = False) -> bo
 
 
 def _cloud_fraction(sidecar: dict[str, Any]) -> float | None:
-    fr = sidecar.get("class_fractions", {})
-    keys = [k for k in fr if "cloud" in k and not k.startswith("not")]
-    return round(sum(fr[k] for k in keys), 6) if keys else None
+    """The cloud share of a finished mask, from its sidecar's style and class fractions."""
+    if "class_fractions" not in sidecar:
+        return None
+    return cloud_fraction(str(sidecar.get("style")), sidecar["class_fractions"])
 
 
 # -- one product in a worker ------------------------------------------------------------------

@@ -51,6 +51,20 @@ def style_names(style: str) -> dict[int, str]:
     return {code: name for code, name, _ in STYLES[style]} | {NODATA: "no_data"}
 
 
+CLOUDS = ("thin_cloud", "thick_cloud")
+
+
+def cloud_fraction(style: str, fractions: dict[str, float]) -> float | None:
+    """The cloud share of a mask of ``style`` from its class fractions (keyed by output name,
+    as the sidecar's ``class_fractions``); None where a code of the style mixes cloud with
+    other classes (``valid``: cloud and shadow are one code)."""
+    groups = STYLES.get(style, ())
+    if any(set(m) & set(CLOUDS) and not set(m) <= set(CLOUDS) for _, _, m in groups):
+        return None
+    names = [name for _, name, members in groups if set(members) <= set(CLOUDS)]
+    return round(sum(fractions.get(n, 0.0) for n in names), 6) if names else None
+
+
 def colormap(style: str) -> dict[int, tuple[int, int, int, int]]:
     """A GDAL colour table for a style (no data transparent)."""
     cmap = {code: (*COLOURS[name], 255) for code, name, _ in STYLES[style]}

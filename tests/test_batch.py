@@ -185,3 +185,21 @@ def test_bad_out_dir_or_output_fails_before_any_product(tmp_path, products, tiny
     assert problem in line, line
     assert reads == [], "no product was read"
     assert sorted(tmp_path.rglob("*")) == before, "nothing was written"
+
+
+@pytest.mark.parametrize(
+    ("style", "fractions", "expected"),
+    [
+        # cloud_shadow is no cloud: the report's cloud fraction once counted it ("cloud" in its name)
+        ("4class", {"clear": 0.65, "thick_cloud": 0.1, "thin_cloud": 0.05, "cloud_shadow": 0.2}, 0.15),
+        ("7class", {"land": 0.5, "water": 0.1, "snow": 0.0, "thin_cloud": 0.1,
+                    "thick_cloud": 0.2, "cloud_shadow": 0.1}, 0.3),
+        ("cloud", {"not_cloud": 0.6, "cloud": 0.4}, 0.4),
+        ("valid", {"valid": 0.7, "invalid": 0.3}, None),  # cloud and shadow together: not known
+    ],
+)  # fmt: skip
+def test_cloud_fraction_counts_the_cloud_classes_of_the_style(style, fractions, expected) -> None:
+    from cloudmask_cli.batch import _cloud_fraction
+
+    got = _cloud_fraction({"style": style, "class_fractions": fractions})
+    assert got == (pytest.approx(expected) if expected is not None else None)
