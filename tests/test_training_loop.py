@@ -442,3 +442,11 @@ def test_a_step_with_non_finite_gradients_leaves_the_weights(tmp_path: Path) -> 
     assert not step.applied and t.skipped == 1 and t.schedule.step == 1
     # the parameters (batch-norm statistics move in any forward pass)
     assert all(torch.equal(before[k], v) for k, v in t.net.named_parameters())
+
+
+def test_an_empty_section_takes_its_defaults(tmp_path: Path) -> None:
+    """`optimiser:` with every line commented out is YAML null: the section's defaults, as
+    before the schemas."""
+    cfg = parse_config({"datasets": [{"path": "x"}], "optimiser": None, "augment": None,
+                        "bands": None, "loss": None, "focus": None}, "empty.yaml")  # fmt: skip
+    assert cfg.optimiser.lr == 1e-4 and cfg.augment.flips and cfg.focus.p == 0.0

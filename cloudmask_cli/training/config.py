@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, StrictBool, field_validator
@@ -25,6 +25,11 @@ from cloudmask_cli.training.augment import Augmentation, BandSampling, CropFocus
 from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
 from cloudmask_cli.training.rules import RULES, RuledSample
 from cloudmask_cli.training.teacher import TaughtSample, Teacher
+
+if TYPE_CHECKING:
+    from cloudmask_cli.training.ground import BrightGround
+    from cloudmask_cli.training.surfaces import SnowAndWater
+    from cloudmask_cli.training.synthetic import SyntheticClouds
 
 
 @schema
@@ -260,17 +265,17 @@ class TrainConfig:
         object.__setattr__(self, "_built", built)
 
     @property
-    def synthetic_clouds(self) -> Any:
+    def synthetic_clouds(self) -> SyntheticClouds | None:
         """The `SyntheticClouds` the ``synthetic`` section describes (None: none)."""
         return self._built["synthetic"]
 
     @property
-    def bright_ground(self) -> Any:
+    def bright_ground(self) -> BrightGround | None:
         """The `BrightGround` the ``ground`` section describes (None: none)."""
         return self._built["ground"]
 
     @property
-    def snow_and_water(self) -> Any:
+    def snow_and_water(self) -> SnowAndWater | None:
         """The `SnowAndWater` the ``surfaces`` section describes (None: none)."""
         return self._built["surfaces"]
 
@@ -291,6 +296,9 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
         raise InputError(path, "model must be a mapping of architecture keys (e.g. segformer: b0)")
     if "path" in data:  # set from the file's name, never written
         raise InputError(path, "unknown key(s) ['path'] (the config's own path is not a key)")
+    # a section left empty (every line commented out: YAML null) takes its defaults
+    sections = ("bands", "augment", "loss", "optimiser", "focus")
+    data = {k: v for k, v in data.items() if not (k in sections and v is None)}
     cfg = parse(TrainConfig, data, path)
     sets = []
     for i, spec in enumerate(cfg.datasets):
