@@ -7,7 +7,8 @@
 For each product, resolution and device (CPU, and CUDA when present) it measures, each in its
 own process so peak memory is that job's alone:
 - end to end: `cloudmask_cli.run` wall time and peak resident memory (and peak GPU memory);
-- decode only: the same window plan read through `Scene.read` on the same thread pool;
+- decode only: the same window plan read as the run reads it (strips, inference/strips.py) on
+  the same read threads;
 - model only: the model on as many random windows of the same band count;
 - decode floor: every file the scene reads (bands and masks) decoded once, whole, at its native
   resolution (`read()` per file, GDAL_NUM_THREADS as many as the read threads): what decoding
@@ -67,6 +68,7 @@ def job_e2e(
     batch: int,
     out: str,
     threads: int,
+    runtime: str,
 ) -> dict:
     import torch
 
@@ -74,31 +76,32 @@ def job_e2e(
 
     t0 = time.perf_counter()
     side = run(product, out, resolution=res or None, device=device, sensor=sensor or None,
-               weights=weights or None, batch_size=batch, overwrite=True, read_threads=threads)  # fmt: skip
+               weights=weights or None, batch_size=batch, overwrite=True, read_threads=threads,
+               runtime=runtime)  # fmt: skip
     wall = time.perf_counter() - t0
     gpu = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else None
     return {"wall": wall, "windows": side["windows"]["run"], "gpu_gb": gpu,
-            "shape": side["shape"], "device": side["device"], "resolution": side["resolution"]}  # fmt: skip
+            "shape": side["shape"], "device": side["device"], "resolution": side["resolution"],
+            "runtime": side["runtime"]}  # fmt: skip
 
 
 def job_decode(product: str, res: float, sensor: str, threads: int) -> dict:
-    from concurrent.futures import ThreadPoolExecutor
-
     from cloudmask_cli.inference import heap
     from cloudmask_cli.inference.pipeline import RunOptions, plan
+    from cloudmask_cli.inference.strips import StripReader
     from cloudmask_cli.products import open_product
+    from cloudmask_cli.remote import gdal_env
 
     scene = open_product(product, sensor=sensor or None, resolution=res or None)
     t0 = time.perf_counter()
     windows = plan(scene, RunOptions(), None)
-    heap.limit_arenas()  # as the pipeline does, with a trim per window row
-    n, row = 0, None
-    with ThreadPoolExecutor(threads) as pool:
-        for win, _ in zip(windows, pool.map(scene.read, windows), strict=True):
-            if win.row_off != row:
-                heap.release()
-                row = win.row_off
-            n += 1
+    heap.limit_arenas()  # as the pipeline does, with a trim per strip
+    n = 0
+    # the pipeline's reads, under the run's GDAL settings (its block cache)
+    with gdal_env(), StripReader(scene, windows, None, threads) as reader:
+        for strip in reader:
+            heap.release()
+            n += len(strip.tiles)
     return {"wall": time.perf_counter() - t0, "windows": n, "bands": len(scene.bands)}
 
 
@@ -128,7 +131,8 @@ def _indexes(index: int | tuple[int, ...]) -> list[int]:
     return [index] if isinstance(index, int) else list(index)
 
 
-def job_model(n_windows: int, n_bands: int, device: str, weights: str, batch: int) -> dict:
+def job_model(n_windows: int, n_bands: int, device: str, weights: str, batch: int,
+              runtime: str) -> dict:  # fmt: skip
     import numpy as np
 
     from cloudmask_cli.api import load_model
@@ -136,7 +140,7 @@ def job_model(n_windows: int, n_bands: int, device: str, weights: str, batch: in
     from cloudmask_cli.sensors import get_sensor
 
     model, _ = load_model(weights or None)
-    engine = Engine(model, select_device(device)[0], batch)
+    engine = Engine(model, select_device(device)[0], batch, runtime=runtime)
     bands = (list(get_sensor("sentinel2_msi").bands) * 2)[:n_bands]
     desc = np.stack([b.descriptor for b in bands])
     rng = np.random.default_rng(0)
@@ -182,10 +186,10 @@ def commit() -> str:
 
 
 def bench(product: str, res: float, device: str, sensor: str, batch: int, threads: int,
-          weights: str, tmp: Path, e2e_only: bool = False) -> dict:  # fmt: skip
+          weights: str, tmp: Path, e2e_only: bool = False, runtime: str = "auto") -> dict:  # fmt: skip
     out = str(tmp / "mask.tif")
     e2e, rss = _child(["_e2e", product, str(res), device, sensor, weights, str(batch), out,
-                       str(threads)])  # fmt: skip
+                       str(threads), runtime])  # fmt: skip
     if e2e_only:  # the memory-versus-size rows
         dec, dec_rss, mod = {"wall": float("nan")}, float("nan"), {"wall": float("nan")}
         floor = {"wall": float("nan")}
@@ -193,7 +197,15 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
         dec, dec_rss = _child(["_decode", product, str(res), sensor, str(threads)])
         floor, _ = _child(["_floor", product, str(res), sensor, str(threads)])
         mod, _ = _child(
-            ["_model", str(e2e["windows"]), str(dec["bands"]), device, weights, str(batch)]
+            [
+                "_model",
+                str(e2e["windows"]),
+                str(dec["bands"]),
+                device,
+                weights,
+                str(batch),
+                e2e["runtime"],
+            ]  # fmt: skip
         )
     row = {
         "product": Path(product).name, "resolution": res or e2e["resolution"], "device": e2e["device"],
@@ -201,6 +213,7 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
         "peak_rss_gb": round(rss, 2), "peak_gpu_gb": e2e["gpu_gb"] and round(e2e["gpu_gb"], 2),
         "decode_s": round(dec["wall"], 1), "decode_rss_gb": round(dec_rss, 2),
         "model_s": round(mod["wall"], 1), "batch": batch, "threads": threads,
+        "runtime": e2e["runtime"],
         "floor_s": round(floor["wall"], 1),
     }  # fmt: skip
     if e2e_only:
@@ -217,9 +230,9 @@ def bench(product: str, res: float, device: str, sensor: str, batch: int, thread
 
 
 def append(rows: list[dict], command: str) -> None:
-    header = "| product | res m | device | batch | read threads | grid | windows | end-to-end s | peak RSS GB | peak GPU GB | decode s | decode floor s | model s | ratios |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    header = "| product | res m | device | runtime | batch | read threads | grid | windows | end-to-end s | peak RSS GB | peak GPU GB | decode s | decode floor s | model s | ratios |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     lines = [
-        f"| {r['product'][:40]} | {r['resolution']:g} | {r['device']} | {r['batch']} | {r['threads']} | {r['shape'][1]}x{r['shape'][0]} | "
+        f"| {r['product'][:40]} | {r['resolution']:g} | {r['device']} | {r['runtime']} | {r['batch']} | {r['threads']} | {r['shape'][1]}x{r['shape'][0]} | "
         f"{r['windows']} | {r['e2e_s']} | {r['peak_rss_gb']} | {r['peak_gpu_gb'] or '-'} | "
         f"{r['decode_s']} | {r['floor_s']} | {r['model_s']} | {r['ratio']} |"
         for r in rows
@@ -242,8 +255,8 @@ def main() -> None:
 
         process_defaults()  # the process `cloudmask run` sets up, before torch loads
         if job == "_e2e":
-            p, r, d, s, w, b, o, t = args
-            result = job_e2e(p, float(r), d, s, w, int(b), o, int(t))
+            p, r, d, s, w, b, o, t, rt = args
+            result = job_e2e(p, float(r), d, s, w, int(b), o, int(t), rt)
         elif job == "_decode":
             p, r, s, t = args
             result = job_decode(p, float(r), s, int(t))
@@ -251,8 +264,8 @@ def main() -> None:
             p, r, s, t = args
             result = job_floor(p, float(r), s, int(t))
         else:
-            n, k, d, w, b = args
-            result = job_model(int(n), int(k), d, w, int(b))
+            n, k, d, w, b, rt = args
+            result = job_model(int(n), int(k), d, w, int(b), rt)
         print(json.dumps(result))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -263,6 +276,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=0, help="0: the device default")
     ap.add_argument("--read-threads", type=int, default=0, help="0: the device default")
     ap.add_argument("--e2e-only", action="store_true", help="only end to end (memory vs size)")
+    ap.add_argument("--runtime", nargs="+", default=["auto"],
+                    help="the SegFormer's runtime(s): auto, torch, openvino")  # fmt: skip
     args = ap.parse_args()
     import torch
 
@@ -277,9 +292,10 @@ def main() -> None:
                 for device in devices:
                     batch = args.batch_size or default_batch_size(torch.device(device))
                     threads = args.read_threads or default_read_threads(torch.device(device))
-                    rows.append(bench(product, res, device, args.sensor, batch,
-                                      threads, weights, Path(tmp), args.e2e_only))  # fmt: skip
-                    print(rows[-1], flush=True)
+                    for runtime in args.runtime:
+                        rows.append(bench(product, res, device, args.sensor, batch, threads,
+                                          weights, Path(tmp), args.e2e_only, runtime))  # fmt: skip
+                        print(rows[-1], flush=True)
     append(rows, "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
 
 

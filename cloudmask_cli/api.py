@@ -21,13 +21,13 @@ def mask(
     batch_size: int | None = None,
     precision: str | None = None,
     flips: bool = False,
+    runtime: str = "auto",
     **options: Any,
 ) -> xr.DataArray:
     """`CloudMasker.mask` (its keyword ``options``) with a masker made for this one call: it
     loads the model, so to mask many products make one `CloudMasker` and call it for each."""
-    masker = CloudMasker(
-        weights, device=device, batch_size=batch_size, precision=precision, flips=flips
-    )
+    masker = CloudMasker(weights, device=device, batch_size=batch_size, precision=precision,
+                         flips=flips, runtime=runtime)  # fmt: skip
     return masker.mask(source, **options)
 
 
@@ -40,14 +40,14 @@ def run(
     batch_size: int | None = None,
     precision: str | None = None,
     flips: bool = False,
+    runtime: str = "auto",
     masker: CloudMasker | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """What `cloudmask run` does: `CloudMasker.run` (its keyword ``options``) with ``masker``,
-    or one made for this call from ``weights``, ``device``, ``batch_size``, ``precision`` and
-    ``flips``."""
+    or one made for this call from ``weights``, ``device``, ``batch_size``, ``precision``,
+    ``flips`` and ``runtime``."""
     if masker is None:
-        masker = CloudMasker(
-            weights, device=device, batch_size=batch_size, precision=precision, flips=flips
-        )
+        masker = CloudMasker(weights, device=device, batch_size=batch_size,
+                             precision=precision, flips=flips, runtime=runtime)  # fmt: skip
     return masker.run(product, output, **options)

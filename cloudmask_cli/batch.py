@@ -232,16 +232,16 @@ _MASKER: CloudMasker | None = None
 
 
 def _masker(weights: str | None, device: str, batch_size: int | None,
-            precision: str | None, flips: bool = False) -> CloudMasker:  # fmt: skip
+            precision: str | None, flips: bool = False, runtime: str = "auto") -> CloudMasker:  # fmt: skip
     from cloudmask_cli.masker import CloudMasker
 
     global _MASKER
     m = _MASKER
-    if m is None or (m.weights, m.device, m.batch_size, m.precision, m.flips) != (
-        weights, device, batch_size, precision, flips
+    if m is None or (m.weights, m.device, m.batch_size, m.precision, m.flips, m.runtime) != (
+        weights, device, batch_size, precision, flips, runtime
     ):  # fmt: skip
         m = _MASKER = CloudMasker(weights, device=device, batch_size=batch_size,
-                                  precision=precision, flips=flips)  # fmt: skip
+                                  precision=precision, flips=flips, runtime=runtime)  # fmt: skip
     return m
 
 
@@ -283,7 +283,7 @@ def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
     try:
         masker = _masker(opts.pop("weights", None), opts.pop("device", "auto"),
                          opts.pop("batch_size", None), opts.pop("precision", None),
-                         opts.pop("flips", False))  # fmt: skip
+                         opts.pop("flips", False), opts.pop("runtime", "auto"))  # fmt: skip
         sidecar = masker.run(product, output, **opts)
         uri = thumbnail(product, output, opts, thumb) if thumb and not opts.get("quicklook") else ""
         return _done(product, output, sidecar, status="done", thumbnail=uri,

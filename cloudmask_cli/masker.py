@@ -89,7 +89,8 @@ class CloudMasker:
     """Masks products with one model: ``weights`` (None: the bundled weights) on ``device``
     (``auto | cpu | cuda | cuda:N``), ``batch_size`` windows per call and ``precision``
     (None: the device's defaults, `inference.engine`); ``flips``: each window's probabilities
-    averaged with those of its mirror images (test-time augmentation, 4 passes)."""
+    averaged with those of its mirror images (test-time augmentation, 4 passes); ``runtime``
+    (``auto | torch | openvino``) runs the SegFormer on OpenVINO on a CPU (inference/openvino.py)."""
 
     def __init__(
         self,
@@ -99,9 +100,11 @@ class CloudMasker:
         batch_size: int | None = None,
         precision: str | None = None,
         flips: bool = False,
+        runtime: str = "auto",
     ) -> None:
         self.weights = weights
         self.flips = flips
+        self.runtime = runtime
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
@@ -115,7 +118,8 @@ class CloudMasker:
         if self._engine is None:
             dev, self.device_notice = select_device(self.device)
             model, self._info = load_model(self.weights)
-            self._engine = Engine(model, dev, self.batch_size, self.precision, flips=self.flips)
+            self._engine = Engine(model, dev, self.batch_size, self.precision, flips=self.flips,
+                                  runtime=self.runtime)  # fmt: skip
         return self._engine
 
     @property

@@ -276,17 +276,26 @@ class Scene:
         Returns float32 ``(n_bands, h, w)`` physical values with NaN where a band is invalid
         and everywhere the scene's masks say no data.
         """
-        window = Window(
-            int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-        )
+        window = _int_window(window)
         idx = range(len(self.bands)) if bands is None else bands
         out = np.empty((len(idx), int(window.height), int(window.width)), dtype=np.float32)
         for k, i in enumerate(idx):
             out[k] = self._read_band(self.bands[i], window)
-        if self.masks:
-            bad = self._masks_invalid(self.masks, window)
+        bad = self.invalid(window)
+        if bad is not None:
             out[:, bad] = np.nan
         return out
+
+    def read_band(self, index: int, window: Window) -> np.ndarray:
+        """One band over a window: float32 ``(h, w)``, NaN where the band itself is invalid
+        (the scene's own masks, `invalid`, not applied)."""
+        return self._read_band(self.bands[index], _int_window(window))
+
+    def invalid(self, window: Window) -> np.ndarray | None:
+        """Where the scene's masks (those of every band) say no data; None without masks."""
+        if not self.masks:
+            return None
+        return self._masks_invalid(self.masks, _int_window(window))
 
     def read_valid(self, window: Window) -> np.ndarray:
         """Boolean valid-data mask of a window: some band valid and no scene mask set."""
@@ -388,6 +397,10 @@ class Scene:
                 for b in self.bands
             ],
         }
+
+
+def _int_window(window: Window) -> Window:
+    return Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
 
 
 def _descriptor_summary(band: Band) -> str:

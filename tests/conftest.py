@@ -52,3 +52,15 @@ def tiny_weights(tmp_path_factory) -> Path:
     save_checkpoint(build_model(config, seed=0), config, path, metadata={"name": "tiny-test"},
                     dtype=torch.float32)  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Converted models (inference/openvino.py) go to a cache of this session, not ~/.cache."""
+    old = os.environ.get("CLOUDMASK_CACHE")
+    os.environ["CLOUDMASK_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("CLOUDMASK_CACHE", None)
+    else:
+        os.environ["CLOUDMASK_CACHE"] = old

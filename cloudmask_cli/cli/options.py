@@ -22,6 +22,14 @@ Precision = Annotated[
         help=r"float32 | float16 | bfloat16 \[default: float16 on CUDA, float32 on CPU].",
     ),
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="auto | torch | openvino | compiled | openvino+compiled: how the model runs on the "
+        "CPU (auto: each faster part that is available; README Speed).",
+    ),
+]
 Flips = Annotated[
     bool,
     typer.Option(

@@ -57,6 +57,11 @@ def default_read_threads(device: torch.device) -> int:
 # ones on 99.8-99.96 % of pixels, bf16 masks on 97.1-99.6 % (benchmarks/results.md, first GPU
 # session).
 PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# the model's runtimes on the CPU (float32): "torch" is eager PyTorch; "openvino" runs the
+# SegFormer on OpenVINO (inference/openvino.py, the `openvino` extra); "compiled" runs SEnSeI's
+# band pooling compiled by torch.compile (inference/compiled.py); "auto" takes each that is
+# available. Their masks equal eager PyTorch's on >= 99.9 % of pixels (benchmarks/results.md).
+RUNTIMES = ("auto", "torch", "openvino", "compiled", "openvino+compiled")
 # the mirror images of test-time augmentation, as torch.flip dims of (B, C, H, W)
 FLIPS = ((3,), (2,), (2, 3))
 
@@ -75,6 +80,7 @@ class Engine:
     batch_size: int | None = None  # None: `default_batch_size` of the device
     precision: str | None = None  # None: `default_precision` of the device
     flips: bool = False  # average over the mirror images too (4 passes per window)
+    runtime: str = "auto"  # see RUNTIMES
     oom_events: int = field(default=0, init=False)
     float32_retries: int = field(default=0, init=False)
 
@@ -90,7 +96,66 @@ class Engine:
                 f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         self.model = self.model.to(self.device).eval()
+        self.runtime = self._runtime()
         self._desc_cache: dict[bytes, torch.Tensor] = {}
+
+    def _runtime(self) -> str:
+        """Apply ``runtime`` (see `RUNTIMES`); the parts in use, e.g. "openvino+compiled"."""
+        from cloudmask_cli.inference import openvino
+        from cloudmask_cli.inference.compiled import compiled_pool
+        from cloudmask_cli.model.network import CloudMaskNet
+
+        if self.runtime not in RUNTIMES:
+            raise ValueError(
+                f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
+        if self.runtime == "torch":
+            return "torch"
+        fits = self.device.type == "cpu" and self.precision == "float32"
+        fits = fits and isinstance(self.model, CloudMaskNet)
+        auto = self.runtime == "auto"
+        if not fits:
+            if auto:
+                return "torch"
+            raise ValueError(f"--runtime {self.runtime} runs a float32 model on the CPU only")
+        assert isinstance(self.model, CloudMaskNet)
+        parts, seg, pool = [], None, None
+        if "openvino" in self.runtime or (auto and openvino.available()):
+            seg = self._openvino_segformer()
+            if seg is not None:
+                parts.append("openvino")
+        if "compiled" in self.runtime or auto:
+            pool = compiled_pool()
+            if pool is not None:
+                parts.append("compiled")
+            elif not auto:
+                raise ValueError(
+                    "--runtime compiled: torch.compile cannot build the pooling here "
+                    "(it needs a C++ compiler)"
+                )
+        if not parts:
+            return "torch"
+        self.model = self.model.for_inference(segformer=seg, pool=pool)
+        return "+".join(parts)
+
+    def _openvino_segformer(self) -> torch.nn.Module | None:
+        from cloudmask_cli.inference import openvino
+        from cloudmask_cli.model.network import CloudMaskNet
+
+        assert isinstance(self.model, CloudMaskNet)
+        if not openvino.available():
+            raise ValueError(
+                "--runtime openvino: OpenVINO is not installed (pip install 'cloudmask[openvino]')"
+            )
+        try:
+            return openvino.OpenVinoSegFormer(
+                self.model.segformer, self.model.config.embed_channels
+            )
+        except Exception as exc:  # noqa: BLE001 - any conversion failure: auto falls back
+            if self.runtime != "auto":
+                raise ValueError(f"--runtime openvino: cannot convert the model ({exc})") from None
+            log.warning("OpenVINO cannot run this model (%s): its SegFormer runs in PyTorch", exc)
+            return None
 
     @property
     def cuda(self) -> bool:

@@ -1,10 +1,10 @@
 """product -> Scene -> windows -> engine -> blender -> writer.
 
-`masked_strips` is the loop (shared by the file writer and the xarray API): windows are read
-on a thread pool ahead of the model, batched, predicted, blended, and handed out as finished
-strips of rows. `mask_to_file` adds the COG writer and the sidecar. The main thread only
-batches, launches and folds: decoding and per-window checks run on the read threads, and on a
-GPU the probabilities are blended and folded there, so only class codes come back.
+`masked_strips` is the loop (shared by the file writer and the xarray API): each row of
+windows is read once as a strip, its bands decoded in parallel on the read threads while the
+model works on the row before (inference/strips.py); the windows are batched, predicted,
+blended, and handed out as finished strips of rows. `mask_to_file` adds the COG writer and the
+sidecar. On a GPU the probabilities are blended and folded there, so only class codes come back.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from cloudmask_cli.inference.aoi import AOI
 from cloudmask_cli.inference.blender import StripBlender
 from cloudmask_cli.inference.engine import Engine, default_read_threads
 from cloudmask_cli.inference.refine import refine
+from cloudmask_cli.inference.strips import StripReader, Tile
 from cloudmask_cli.inference.tiling import keep_windows, plan_windows
 from cloudmask_cli.inference.writer import MaskWriter
 from cloudmask_cli.products import product_id
@@ -64,15 +64,6 @@ class Stats:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
 
 
-@dataclass
-class _Tile:
-    window: Window
-    x: np.ndarray
-    valid: np.ndarray  # pixels with data (and inside the AOI)
-    bands: np.ndarray  # bands with any data in the window (the model's band mask)
-    seconds: float
-
-
 def plan(scene: Scene, options: RunOptions, aoi: AOI | None) -> list[Window]:
     """Windows over the grid, without those with no valid pixel (judged on a coarse read)."""
     windows = plan_windows(scene.shape, options.window, options.overlap)
@@ -83,7 +74,7 @@ def plan(scene: Scene, options: RunOptions, aoi: AOI | None) -> list[Window]:
         coarse = scene.with_resolution(scene.grid.resolution * factor)
         h, w = coarse.shape
         # every primary band at the coarse grid (reduced-resolution decodes, small next to the
-        # run): a pixel has data where any band has, as `_read` judges it. One band alone (the
+        # run): a pixel has data where any band has, as the strips judge it. One band alone (the
         # coarsest) dropped windows where only that band lacked data.
         sample = coarse.read(Window(0, 0, w, h), bands=list(scene.primary))
         valid = np.isfinite(sample).any(axis=0)
@@ -91,17 +82,6 @@ def plan(scene: Scene, options: RunOptions, aoi: AOI | None) -> list[Window]:
         # the coarse grid may round the extent: scale by the true ratio of sizes
         windows = keep_windows(windows, valid, scene.shape[0] / h)
     return windows
-
-
-def _read(scene: Scene, window: Window, aoi: AOI | None) -> _Tile:
-    t0 = time.perf_counter()
-    x = scene.read(window)
-    valid = np.isfinite(x[scene.primary]).any(axis=0)
-    if aoi is not None:
-        valid &= aoi.inside(window)
-    x[:, ~valid] = np.nan
-    bands = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
-    return _Tile(window, x, valid, bands, time.perf_counter() - t0)
 
 
 def masked_strips(
@@ -128,58 +108,31 @@ def masked_strips(
     threads = options.read_threads or default_read_threads(engine.device)
     stats.read_threads = threads
     per_batch = engine.batch_size or 1  # the engine sets it on creation
-    ahead = max(2 * threads, per_batch) + per_batch
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="read")
-    queue: list[Future[_Tile]] = []
-    pending = iter(windows)
-
-    def refill() -> None:
-        while len(queue) < ahead:
-            win = next(pending, None)
-            if win is None:
-                return
-            queue.append(pool.submit(_read, scene, win, aoi))
-
+    done = 0
     try:
-        refill()
-        done = 0
-        while queue:
-            batch: list[_Tile] = []
-            while queue and len(batch) < per_batch:
-                tile = queue.pop(0).result()
-                stats.read_seconds += tile.seconds
-                # Rows above a new window-row are final: hand them out before adding.
-                if batch and tile.window.row_off != batch[-1].window.row_off:
-                    queue.insert(0, _done_future(tile))
-                    break
-                batch.append(tile)
-                refill()
-            if batch[0].window.row_off > blender.base:
-                yield from blender.finish(int(batch[0].window.row_off))
-                heap.release()
-            _predict(engine, desc, batch, blender, stats, surfaces)
-            done += len(batch)
-            if progress:
-                progress(done, len(windows))
+        # leaving the reader waits for its reads in flight: they share the scene's handles
+        with StripReader(scene, windows, aoi, threads) as reader:
+            for strip in reader:
+                stats.read_seconds += strip.seconds
+                # rows above a new row of windows are final: hand them out before adding
+                if strip.window.row_off > blender.base:
+                    yield from blender.finish(int(strip.window.row_off))
+                    heap.release()
+                for k in range(0, len(strip.tiles), per_batch):
+                    batch = strip.tiles[k : k + per_batch]
+                    _predict(engine, desc, batch, blender, stats, surfaces)
+                    done += len(batch)
+                    if progress:
+                        progress(done, len(windows))
     finally:
-        # The read threads share the scene's file handles: close them only once the reads
-        # already running have finished (queued ones are cancelled).
-        pool.shutdown(wait=True, cancel_futures=True)
         scene.close()
     yield from blender.finish(scene.shape[0])
-
-
-def _done_future(tile: _Tile) -> Future[_Tile]:
-    fut: Future[_Tile] = Future()
-    fut.set_result(tile)
-    tile.seconds = 0.0  # already counted
-    return fut
 
 
 def _predict(
     engine: Engine,
     desc: np.ndarray,
-    batch: list[_Tile],
+    batch: list[Tile],
     blender: StripBlender,
     stats: Stats,
     surfaces: list[Band] | None = None,
@@ -297,6 +250,7 @@ def _sidecar(
         "device": str(engine.device),
         "batch_size": engine.batch_size,
         "precision": engine.precision,
+        "runtime": engine.runtime,
         "flips": engine.flips,
         "oom_events": engine.oom_events,
         "float32_retries": engine.float32_retries,

@@ -17,6 +17,7 @@ Output: ``[B, 7, H, W]`` logits in the order of `CLASSES`, at input resolution. 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, field, fields
 from typing import Any
 
@@ -33,6 +34,7 @@ from cloudmask_cli.model.sensei import (
     DEFAULT_NORMALISATION,
     KINDS,
     POOLINGS,
+    PoolFn,
     SEnSeI,
     normalise_bands,
 )
@@ -226,6 +228,23 @@ class CloudMaskNet(nn.Module):
             idx = present.nonzero().squeeze(1)
             logits = logits.index_put((idx,), self.segformer(embedding[idx]).to(logits.dtype))
         return logits
+
+    def for_inference(
+        self, segformer: nn.Module | None = None, pool: PoolFn | None = None
+    ) -> CloudMaskNet:
+        """The same network (sharing its weights) with its SegFormer, or SEnSeI's band pooling
+        in inference, run another way (inference/openvino.py, inference/compiled.py); this
+        network is left as it is."""
+        new = copy.copy(self)
+        new._modules = dict(self._modules)  # a shallow copy would share the module table
+        if segformer is not None:
+            new._modules["segformer"] = segformer
+        if pool is not None:
+            sensei = copy.copy(self.sensei)
+            sensei._modules = dict(self.sensei._modules)
+            sensei.pool = pool
+            new._modules["sensei"] = sensei
+        return new
 
     def recover(self, embedding: Tensor, descriptors: Tensor) -> Tensor:
         """Recovery head (training only): predicted normalised band values ``[B, N, H, W]``.

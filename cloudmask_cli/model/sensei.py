@@ -19,7 +19,7 @@ lives here, so the network and the training loss (recovery target) share one def
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import torch
@@ -226,6 +226,8 @@ class SEnSeI(nn.Module):
         # A fixed projection of each band's input vector gives a canonical band order, so that
         # every sum over bands runs in the same order whatever order the bands come in: the
         # output is then bitwise independent of band order (not just up to rounding).
+        # inference only: another implementation of `pool_inplace` (inference/compiled.py)
+        self.pool: PoolFn | None = None
         gen = torch.Generator().manual_seed(20240501)
         key = torch.randn(D.LENGTH + D.N_STATS, generator=gen, dtype=torch.float64)
         self.register_buffer("order_key", key, persistent=False)
@@ -295,6 +297,8 @@ class SEnSeI(nn.Module):
                 total = pool_reference(s, weight, alpha, omega, phi)
             elif torch.is_grad_enabled():
                 total = _PooledSine.apply(s, weight, alpha, omega, phi)
+            elif self.pool is not None:
+                total = self.pool(s, weight, alpha, omega, phi)
             else:
                 total = pool_inplace(s, weight, alpha, omega, phi)
             return total / count
@@ -320,6 +324,7 @@ def pool_reference(s: Tensor, weight: Tensor, alpha: Tensor, omega: Tensor, phi:
     return total
 
 
+PoolFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 POOL_BLOCK_BYTES = 1 << 20  # one block of waves: stays in a core's L2 cache while it is summed
 
 

@@ -98,11 +98,14 @@ def _model_predict(
 ) -> Callable[[np.ndarray, np.ndarray, Sequence[Band]], np.ndarray]:
     """Probabilities ``(7, h, w)`` of a window, from the masker `cloudmask run` uses, with its
     water and snow tests (``spectral``, `inference.refine`) on the bands fed; ``flips``:
-    test-time mirror images averaged in."""
+    test-time mirror images averaged in. The model runs in eager PyTorch (``runtime="torch"``)."""
     from cloudmask_cli.inference.refine import refine
     from cloudmask_cli.masker import CloudMasker
 
-    engine = CloudMasker(weights, device=device_spec, batch_size=1, flips=flips).engine
+    # eager PyTorch whatever else is installed: scores reproduce exactly on every machine
+    engine = CloudMasker(
+        weights, device=device_spec, batch_size=1, flips=flips, runtime="torch"
+    ).engine
 
     def predict(x: np.ndarray, desc: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
         band_mask = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
