@@ -136,6 +136,23 @@ class Mask:
 
 
 @dataclass(frozen=True)
+class _MaskSpan:
+    """Rows ``first``..``last`` of a mask's invalid pixels, full width, packed 8 per byte."""
+
+    first: int
+    last: int
+    width: int
+    bits: np.ndarray
+
+    def covers(self, r0: int, r1: int) -> bool:
+        return self.first <= r0 and r1 <= self.last
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        rows = self.bits[r0 - self.first : r1 - self.first]
+        return np.unpackbits(rows, axis=1, count=self.width).astype(bool)
+
+
+@dataclass(frozen=True)
 class BandSource:
     """Where one band lives and how its DN become physical values."""
 
@@ -183,6 +200,8 @@ class Scene:
         self._vrts: dict[str, WarpedVRT] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # per mask: the rows of its last decoded block row, as bits (see `_mask_span`)
+        self._mask_spans: dict[Mask, _MaskSpan] = {}
 
     # -- grid -------------------------------------------------------------------------
     @property
@@ -269,6 +288,7 @@ class Scene:
                 ds.close()
             self._vrts.clear()
             self._handles.clear()
+            self._mask_spans.clear()
 
     def read(self, window: Window, bands: Sequence[int] | None = None) -> np.ndarray:
         """Bands (all, or these indices) over a window of the working grid.
@@ -303,14 +323,43 @@ class Scene:
 
     def _masks_invalid(self, masks: Sequence[Mask], window: Window) -> np.ndarray:
         bad = np.zeros((int(window.height), int(window.width)), dtype=bool)
-        bounds = self.grid.window_bounds(window)
         for m in masks:
-            ds = self._open(m.path)
-            index = m.index if isinstance(m.index, int) else list(m.index)
-            with self._lock(m.path):
-                values = _read_resampled(ds, index, bounds, bad.shape, Resampling.nearest, m.path)
-            bad |= m.invalid(values)
+            if window.col_off == 0 and window.width == self.grid.width:
+                bad |= self._mask_span(m, window)
+            else:
+                with self._lock(m.path):
+                    bad |= self._mask_values(m, window)
         return bad
+
+    def _mask_values(self, m: Mask, window: Window) -> np.ndarray:
+        """``m.invalid`` of the mask resampled (nearest) onto a window (use under its lock)."""
+        ds = self._open(m.path)
+        index = m.index if isinstance(m.index, int) else list(m.index)
+        shape = (int(window.height), int(window.width))
+        bounds = self.grid.window_bounds(window)
+        return m.invalid(_read_resampled(ds, index, bounds, shape, Resampling.nearest, m.path))
+
+    def _mask_span(self, m: Mask, window: Window) -> np.ndarray:
+        """A full-width window of a mask, decoded a whole block row of the mask file at a time.
+
+        Quality masks are multi-layer JPEG 2000 files with tall tiles (8 layers, 2048-row
+        tiles for the 20 m bands): the rows of successive strips fall in one tile row, which
+        the block cache cannot hold beside the bands, so each strip decoded it again. Here a
+        tile row is decoded once and kept as bits at the working resolution (nearest
+        resampling is per pixel, so a slice equals a read of the window itself).
+        """
+        r0, r1 = int(window.row_off), int(window.row_off + window.height)
+        with self._lock(m.path):
+            span = self._mask_spans.get(m)
+            if span is None or not span.covers(r0, r1):
+                ds = self._open(m.path)
+                native = ds.block_shapes[0][0] * abs(ds.transform.e)  # a block row, in metres
+                step = max(1, math.floor(native / self.grid.resolution + 1e-6))
+                a, b = (r0 // step) * step, min(self.grid.height, -(-r1 // step) * step)
+                bad = self._mask_values(m, Window(0, a, self.grid.width, b - a))
+                span = _MaskSpan(a, b, self.grid.width, np.packbits(bad, axis=1))
+                self._mask_spans[m] = span
+        return span.rows(r0, r1)
 
     def _warped(self, path: str) -> WarpedVRT:
         """A bilinear warp of a raster in another CRS onto the working grid (use under lock)."""
