@@ -137,7 +137,7 @@ class Mask:
 
 @dataclass(frozen=True)
 class _MaskSpan:
-    """Rows ``first``..``last`` of a mask's invalid pixels, full width, packed 8 per byte."""
+    """Rows ``first``..``last`` of a mask's invalid pixels over a strip's columns, packed."""
 
     first: int
     last: int
@@ -200,8 +200,8 @@ class Scene:
         self._vrts: dict[str, WarpedVRT] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        # per mask: the rows of its last decoded block row, as bits (see `_mask_span`)
-        self._mask_spans: dict[Mask, _MaskSpan] = {}
+        # per mask and strip columns: its last decoded block row, as bits (`_mask_span`)
+        self._mask_spans: dict[tuple[Mask, int, int], _MaskSpan] = {}
 
     # -- grid -------------------------------------------------------------------------
     @property
@@ -306,25 +306,28 @@ class Scene:
             out[:, bad] = np.nan
         return out
 
-    def read_band(self, index: int, window: Window) -> np.ndarray:
+    def read_band(self, index: int, window: Window, strip: bool = False) -> np.ndarray:
         """One band over a window: float32 ``(h, w)``, NaN where the band itself is invalid
-        (the scene's own masks, `invalid`, not applied)."""
-        return self._read_band(self.bands[index], _int_window(window))
+        (the scene's own masks, `invalid`, not applied). ``strip``: the window is one of a
+        top-to-bottom sequence over the same columns (see `_mask_span`)."""
+        return self._read_band(self.bands[index], _int_window(window), strip)
 
-    def invalid(self, window: Window) -> np.ndarray | None:
+    def invalid(self, window: Window, strip: bool = False) -> np.ndarray | None:
         """Where the scene's masks (those of every band) say no data; None without masks."""
         if not self.masks:
             return None
-        return self._masks_invalid(self.masks, _int_window(window))
+        return self._masks_invalid(self.masks, _int_window(window), strip)
 
     def read_valid(self, window: Window) -> np.ndarray:
         """Boolean valid-data mask of a window: some band valid and no scene mask set."""
         return np.isfinite(self.read(window)).any(axis=0)
 
-    def _masks_invalid(self, masks: Sequence[Mask], window: Window) -> np.ndarray:
+    def _masks_invalid(
+        self, masks: Sequence[Mask], window: Window, strip: bool = False
+    ) -> np.ndarray:
         bad = np.zeros((int(window.height), int(window.width)), dtype=bool)
         for m in masks:
-            if window.col_off == 0 and window.width == self.grid.width:
+            if strip:
                 bad |= self._mask_span(m, window)
             else:
                 with self._lock(m.path):
@@ -340,25 +343,33 @@ class Scene:
         return m.invalid(_read_resampled(ds, index, bounds, shape, Resampling.nearest, m.path))
 
     def _mask_span(self, m: Mask, window: Window) -> np.ndarray:
-        """A full-width window of a mask, decoded a whole block row of the mask file at a time.
+        """A strip of a mask, decoded a whole block row of the mask file at a time.
 
         Quality masks are multi-layer JPEG 2000 files with tall tiles (8 layers, 2048-row
         tiles for the 20 m bands): the rows of successive strips fall in one tile row, which
         the block cache cannot hold beside the bands, so each strip decoded it again. Here a
-        tile row is decoded once and kept as bits at the working resolution (nearest
-        resampling is per pixel, so a slice equals a read of the window itself).
+        tile row is decoded once over the strip's columns and kept as bits at the working
+        resolution (nearest resampling is per pixel: a slice equals a read of the window).
         """
         r0, r1 = int(window.row_off), int(window.row_off + window.height)
+        c0, c1 = int(window.col_off), int(window.col_off + window.width)
         with self._lock(m.path):
-            span = self._mask_spans.get(m)
+            span = self._mask_spans.get((m, c0, c1))
             if span is None or not span.covers(r0, r1):
                 ds = self._open(m.path)
-                native = ds.block_shapes[0][0] * abs(ds.transform.e)  # a block row, in metres
-                step = max(1, math.floor(native / self.grid.resolution + 1e-6))
+                block_h, block_w = ds.block_shapes[0]
+                res = self.grid.resolution
+                step = max(1, math.floor(block_h * abs(ds.transform.e) / res + 1e-6))
                 a, b = (r0 // step) * step, min(self.grid.height, -(-r1 // step) * step)
-                bad = self._mask_values(m, Window(0, a, self.grid.width, b - a))
-                span = _MaskSpan(a, b, self.grid.width, np.packbits(bad, axis=1))
-                self._mask_spans[m] = span
+                # a block (tile) at a time across: OpenJPEG holds every layer of what it decodes
+                # as int32 (8 layers of a 2048 px tile row of the 20 m masks: ~360 MB at once)
+                cols = max(1, math.floor(block_w * abs(ds.transform.a) / res + 1e-6))
+                bad = np.empty((b - a, c1 - c0), dtype=bool)
+                for c in range(c0, c1, cols):
+                    w = min(cols, c1 - c)
+                    bad[:, c - c0 : c - c0 + w] = self._mask_values(m, Window(c, a, w, b - a))
+                span = _MaskSpan(a, b, c1 - c0, np.packbits(bad, axis=1))
+                self._mask_spans[(m, c0, c1)] = span
         return span.rows(r0, r1)
 
     def _warped(self, path: str) -> WarpedVRT:
@@ -380,7 +391,7 @@ class Scene:
             self._vrts[path] = vrt
         return vrt
 
-    def _read_band(self, src: BandSource, window: Window) -> np.ndarray:
+    def _read_band(self, src: BandSource, window: Window, strip: bool = False) -> np.ndarray:
         ds = self._open(src.path)
         shape = (int(window.height), int(window.width))
         if src.warp or (ds.crs is not None and ds.crs != self.crs):
@@ -388,7 +399,7 @@ class Scene:
                 dn = self._warped(src.path).read(src.index, window=window)
             values = _to_physical(src, dn)
             if src.masks:
-                values[self._masks_invalid(src.masks, window)] = np.nan
+                values[self._masks_invalid(src.masks, window, strip)] = np.nan
             return values
         bounds = self.grid.window_bounds(window)
         src_res = abs(ds.transform.a)
@@ -402,7 +413,7 @@ class Scene:
                 dn = _read_resampled(ds, src.index, bounds, shape, Resampling.nearest, src.path)
                 values = _to_physical(src, dn)
         if src.masks:
-            values[self._masks_invalid(src.masks, window)] = np.nan
+            values[self._masks_invalid(src.masks, window, strip)] = np.nan
         return values
 
     def iter_blocks(self, size: int = 1024) -> Iterator[Window]:

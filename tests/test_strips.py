@@ -31,12 +31,17 @@ def _one_by_one(scene: Scene, win: Window, aoi: AOI | None) -> tuple[np.ndarray,
 
 
 def _assert_strips_equal_windows(
-    scene: Scene, windows: list[Window], aoi: AOI | None = None, threads: int = 3, ahead: int = 2
+    scene: Scene,
+    windows: list[Window],
+    aoi: AOI | None = None,
+    threads: int = 3,
+    ahead: int = 2,
+    max_width: int | None = None,
 ) -> int:
     expected = {(w.row_off, w.col_off): _one_by_one(scene, w, aoi) for w in windows}
     scene.close()
     n = 0
-    with StripReader(scene, windows, aoi, threads=threads, ahead=ahead) as reader:
+    with StripReader(scene, windows, aoi, threads, ahead, max_width) as reader:
         for strip in reader:
             assert strip.seconds > 0
             for tile in strip.tiles:
@@ -57,21 +62,36 @@ def s2(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("resolution", [10, 20, 60, 25])
-def test_sentinel2_strips_equal_single_window_reads(s2, resolution):
+@pytest.mark.parametrize("split", [False, True])
+def test_sentinel2_strips_equal_single_window_reads(s2, resolution, split):
     """Every read path: native, averaged down (20, 60 m), upsampled bilinear (10 m) and an
-    off-grid resolution; windows that overlap and the last row and column clamped."""
+    off-grid resolution; windows that overlap and the last row and column clamped; rows read
+    whole or in strips of two windows."""
     scene = open_product(s2, resolution=resolution)
     size = max(12, scene.shape[0] // 4)
     windows = plan_windows(scene.shape, size, size // 4)
     assert len(group_rows(windows)) > 2
-    _assert_strips_equal_windows(scene, windows)
+    max_width = 2 * size if split else None
+    if split:
+        assert len(group_rows(windows, max_width)) > len(group_rows(windows))
+    _assert_strips_equal_windows(scene, windows, max_width=max_width)
+
+
+def test_rows_cut_into_strips_of_bounded_width():
+    windows = plan_windows((100, 1000), 100, 20)  # 13 windows a row, stepping by 80
+    rows = group_rows(windows, 300)
+    assert all(strip_window(r).width <= 300 for r in rows)
+    assert [len(r) for r in rows] == [3, 3, 3, 4]  # the last window clamped to the edge
+    assert sum(len(r) for r in rows) == len(windows)
+    assert len(group_rows(windows, 50)) == len(windows)  # narrower than a window: one each
+    assert group_rows(windows) == [windows]
 
 
 def test_landsat_with_scene_masks_and_gaps(tmp_path):
     product = write_landsat(tmp_path, spacecraft="LE07", size=150, seed=2)
     scene = open_product(product)
     windows = plan_windows(scene.shape, 40, 8)
-    _assert_strips_equal_windows(scene, windows, threads=1, ahead=0)
+    _assert_strips_equal_windows(scene, windows, threads=1, ahead=0, max_width=100)
 
 
 def test_windows_dropped_from_the_plan_and_an_aoi(s2, tmp_path):

@@ -27,7 +27,7 @@ Runtime = Annotated[
     typer.Option(
         "--runtime",
         help="auto | torch | openvino | compiled | openvino+compiled: how the model runs on the "
-        "CPU (auto: each faster part that is available; README Speed).",
+        "CPU (auto: compiled where torch.compile can build; README Speed and memory).",
     ),
 ]
 Flips = Annotated[

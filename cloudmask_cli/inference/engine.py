@@ -59,8 +59,10 @@ def default_read_threads(device: torch.device) -> int:
 PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # the model's runtimes on the CPU (float32): "torch" is eager PyTorch; "openvino" runs the
 # SegFormer on OpenVINO (inference/openvino.py, the `openvino` extra); "compiled" runs SEnSeI's
-# band pooling compiled by torch.compile (inference/compiled.py); "auto" takes each that is
-# available. Their masks equal eager PyTorch's on >= 99.9 % of pixels (benchmarks/results.md).
+# band pooling compiled by torch.compile (inference/compiled.py); "auto" is "compiled" where a
+# C++ compiler lets torch.compile build it, else "torch" (OpenVINO is asked for by name: it
+# holds ~0.5 GB more at the peak for ~10 % more speed). Their masks equal eager PyTorch's on
+# >= 99.9 % of pixels (benchmarks/results.md).
 RUNTIMES = ("auto", "torch", "openvino", "compiled", "openvino+compiled")
 # the mirror images of test-time augmentation, as torch.flip dims of (B, C, H, W)
 FLIPS = ((3,), (2,), (2, 3))
@@ -101,7 +103,6 @@ class Engine:
 
     def _runtime(self) -> str:
         """Apply ``runtime`` (see `RUNTIMES`); the parts in use, e.g. "openvino+compiled"."""
-        from cloudmask_cli.inference import openvino
         from cloudmask_cli.inference.compiled import compiled_pool
         from cloudmask_cli.model.network import CloudMaskNet
 
@@ -120,7 +121,7 @@ class Engine:
             raise ValueError(f"--runtime {self.runtime} runs a float32 model on the CPU only")
         assert isinstance(self.model, CloudMaskNet)
         parts, seg, pool = [], None, None
-        if "openvino" in self.runtime or (auto and openvino.available()):
+        if "openvino" in self.runtime:
             seg = self._openvino_segformer()
             if seg is not None:
                 parts.append("openvino")

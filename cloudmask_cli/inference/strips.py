@@ -1,11 +1,12 @@
-"""Windows cut from strips: each row of windows read once, as one strip, bands in parallel.
+"""Windows cut from strips: each row of windows read in a few wide strips, bands in parallel.
 
 Windows overlap, so reading them one by one decodes the shared rows and columns again (or
 finds them in GDAL's block cache when it is large enough to hold them). Here the plan's
-windows are grouped by row; each row's span is read once per band (all bands of the strip on
-the read threads at once, GDAL decoding whole JPEG 2000 tiles across the strip), the scene's
-masks once per strip, and the windows are views into it. The next strip is read while the
-model works on this one, so memory holds two strips whatever the scene's height.
+windows are grouped by row, and a row into strips of at most `STRIP_WIDTH` columns; each
+strip is read once per band (the bands on the read threads at once, GDAL decoding whole
+JPEG 2000 tiles across it), the scene's masks once per strip (their tall tiles once per
+tile row, `Scene._mask_span`), and the windows are views into it. ``ahead`` strips are read
+while the model works on this one, so memory is bounded whatever the scene's height.
 
 A window cut from a strip equals `Scene.read` of that window bit for bit: every read path
 resamples per pixel, independently of the window it was asked for (tests/test_strips.py).
@@ -23,6 +24,12 @@ from rasterio.windows import Window
 
 from cloudmask_cli.inference.aoi import AOI
 from cloudmask_cli.scene import Scene
+
+# A strip spans at most this many columns: the decoders' buffers grow with a read's width (a
+# full-width strip of a 10 m tile held ~1 GB more at the peak); neighbouring strips of a row
+# share the window overlap, read twice, and the JPEG 2000 tiles on their border, which GDAL's
+# block cache still holds when the next strip reads them.
+STRIP_WIDTH = 4096
 
 
 @dataclass
@@ -53,12 +60,18 @@ class _Pending:
     invalid: Future[np.ndarray | None] | None = None
 
 
-def group_rows(windows: Sequence[Window]) -> list[list[Window]]:
-    """The windows of a row-major plan, grouped by their first row."""
+def group_rows(windows: Sequence[Window], max_width: int | None = None) -> list[list[Window]]:
+    """The windows of a row-major plan, grouped by their first row, and each row cut into
+    groups spanning at most ``max_width`` columns (at least one window each)."""
     rows: list[list[Window]] = []
     for win in windows:
-        if rows and rows[-1][0].row_off == win.row_off:
-            rows[-1].append(win)
+        last = rows[-1] if rows else None
+        if (
+            last is not None
+            and last[0].row_off == win.row_off
+            and (max_width is None or win.col_off + win.width - last[0].col_off <= max_width)
+        ):
+            last.append(win)
         else:
             rows.append([win])
     return rows
@@ -84,10 +97,11 @@ class StripReader:
         aoi: AOI | None = None,
         threads: int = 2,
         ahead: int = 1,
+        max_width: int | None = STRIP_WIDTH,
     ) -> None:
         self.scene = scene
         self.aoi = aoi
-        self.rows = group_rows(windows)
+        self.rows = group_rows(windows, max_width)
         self.ahead = max(0, ahead)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="read")
 
@@ -120,7 +134,7 @@ class StripReader:
 
         def band(i: int) -> float:
             t0 = time.perf_counter()
-            job.x[i] = self.scene.read_band(i, span)
+            job.x[i] = self.scene.read_band(i, span, strip=True)
             return time.perf_counter() - t0
 
         # the costliest first (finest native resolution): the strip is ready when they are
@@ -129,7 +143,7 @@ class StripReader:
         )
         job.parts = [self._pool.submit(band, i) for i in order]
         if self.scene.masks:
-            job.invalid = self._pool.submit(self.scene.invalid, span)
+            job.invalid = self._pool.submit(self.scene.invalid, span, True)
         return job
 
     def _finish(self, job: _Pending) -> Strip:
