@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cloudmask_cli.model.segformer import OUTPUT_STRIDE, SegFormer
+from cloudmask_cli.model.segformer import OUTPUT_STRIDE, SegFormer, pad_to_stride
 
 log = logging.getLogger("cloudmask")
 
@@ -121,10 +121,7 @@ class OpenVinoSegFormer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        ph, pw = (-h) % OUTPUT_STRIDE, (-w) % OUTPUT_STRIDE
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = pad_to_stride(x)
         with self._lock:
             out = self.request.infer(
                 {0: x.detach().float().contiguous().numpy()}, share_inputs=True

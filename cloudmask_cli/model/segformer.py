@@ -223,13 +223,21 @@ class SegFormer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        ph, pw = (-h) % OUTPUT_STRIDE, (-w) % OUTPUT_STRIDE
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = pad_to_stride(x)
         logits = self.decoder(self.encoder(x))
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits[..., :h, :w]
+
+
+def pad_to_stride(x: Tensor) -> Tensor:
+    """``x [B, C, H, W]`` padded at the bottom and right to a multiple of `OUTPUT_STRIDE`
+    (mirrored, or repeated where the image is smaller than the padding)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % OUTPUT_STRIDE, (-w) % OUTPUT_STRIDE
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x
 
 
 def _init_weights(m: nn.Module) -> None:
