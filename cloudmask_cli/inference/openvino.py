@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cloudmask_cli import __version__
 from cloudmask_cli.model.segformer import OUTPUT_STRIDE, SegFormer, pad_to_stride
 
 log = logging.getLogger("cloudmask")
@@ -66,7 +67,8 @@ def _key(segformer: SegFormer) -> str:
     for name, t in segformer.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().to(torch.float32).contiguous().numpy().tobytes())
-    h.update(f"{openvino.__version__} {torch.__version__}".encode())
+    # the traced code too: a cached graph from another version of this package is not reused
+    h.update(f"{openvino.__version__} {torch.__version__} {__version__}".encode())
     return h.hexdigest()[:24]
 
 
