@@ -80,3 +80,32 @@ def test_a_batch_of_windows_as_a_tensor() -> None:
         [IDX["water"], IDX["land"]],
         [IDX["snow"], IDX["water"]],
     ]
+
+
+GRASS = {490: 0.03, 560: 0.07, 665: 0.04, 865: 0.39, 1375: 0.002, 1610: 0.2, 2190: 0.09}
+
+
+def test_green_vegetation_the_network_calls_water_or_snow_gets_its_next_class() -> None:
+    # a network that never saw land decided on a sensor (a fold without Sentinel-2 labels)
+    # called sunlit and shadowed pasture (NDVI 0.7-0.9) water: green vegetation is neither
+    p = _probs("water", "water", "snow")
+    p[IDX["cloud_shadow"], 0, 1] = 0.3  # the shaded pixel's second choice is shadow
+    p[IDX["land"], 0, 1] = 0.1
+    before = p.copy()
+    refine(p, _image(GRASS, SHADED_GRASS, GRASS), S2)
+    assert p.argmax(0).tolist() == [[IDX["land"], IDX["cloud_shadow"], IDX["land"]]]
+    assert (p[IDX["water"]] == 0).all() and (p[IDX["snow"]] == 0).all()
+    assert np.allclose(p.sum(0), before.sum(0)), "probability moves, none is made"
+    # the classes left keep their proportions (the network's order among them)
+    rest = [IDX[c] for c in ("land", "thin_cloud", "thick_cloud", "cloud_shadow")]
+    ratio = p[rest] / before[rest]
+    assert np.allclose(ratio, ratio[:1])
+
+
+def test_water_the_network_finds_on_a_lake_is_kept() -> None:
+    p = _probs("water", "water")
+    p[IDX["cloud_shadow"], 0, 1] = 0.2
+    before = p.copy()
+    refine(p, _image(LAKE, SHADED_GRASS), S2)
+    assert p.argmax(0).tolist() == [[IDX["water"], IDX["cloud_shadow"]]]
+    assert np.array_equal(p[:, :, 0], before[:, :, 0])

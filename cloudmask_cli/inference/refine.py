@@ -12,6 +12,12 @@ The tests are per pixel, physical and sensor-independent (bands found by wavelen
   network calls land becomes snow. Cloud is left alone: some bright cloud passes the test, and
   turning it into snow costs more cloud than it frees (benchmarks/quality/README.md).
 
+* Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: where the
+  network says either, their probability goes to the other classes in the network's own
+  proportions (its next choice: land, or shadow for shaded grass). A network that has never seen
+  land decided on a sensor (Biome's and On Cloud N's clear allows water) may call a whole
+  pasture water; the same rule narrows those labels in training (`training.rules`).
+
 Probability mass moves from the classes replaced to the class found, so the 7-class mask, the
 binary masks and the probability COG all agree. A pixel with no data, or a scene without the
 bands a test needs, is left as the network said.
@@ -26,7 +32,7 @@ import torch
 
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.sensors import Band
-from cloudmask_cli.spectral import snow, water
+from cloudmask_cli.spectral import snow, vegetation, water
 
 _I = {c: i for i, c in enumerate(CLASSES)}
 # (test, the class it finds, the classes of the network it may replace)
@@ -34,6 +40,8 @@ SURFACES = (
     (water, "water", ("land", "cloud_shadow")),
     (snow, "snow", ("land",)),
 )
+# (test, the classes a passing pixel cannot be)
+NOT = ((vegetation, ("water", "snow")),)
 
 
 def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band]) -> None:
@@ -55,3 +63,14 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
             gain += torch.where(hit, p[:, _I[c]], 0.0)
             p[:, _I[c]].masked_fill_(hit, 0.0)
         p[:, _I[cls]] += gain
+    for test, ruled_out in NOT:
+        found = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
+        idx = torch.tensor([_I[c] for c in ruled_out], device=p.device)
+        hit = found & torch.isin(top, idx)
+        if not bool(hit.any()):
+            continue
+        out = p[:, idx].sum(dim=1)
+        kept = p.sum(dim=1) - out  # 0 only where the network gave them everything: left so
+        scale = torch.where(hit & (kept > 0), (kept + out) / kept.clamp_min(1e-12), 1.0)
+        p *= scale[:, None]
+        p[:, idx] = torch.where(hit[:, None], 0.0, p[:, idx])
