@@ -16,7 +16,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene import BandSource, Radiometry, Scene, replace_bands
 from cloudmask_cli.sensors import Band, Sensor, get_sensor, load_sensor_file
 
@@ -42,7 +42,7 @@ def _open_meta(path: Path) -> dict:
                 "res": abs(ds.transform.a),
             }
     except RasterioError as exc:
-        raise InputError(path, f"cannot read raster ({str(exc).splitlines()[0]})") from None
+        raise InputError(path, f"cannot read raster ({first_line(exc)})") from None
 
 
 def _check_overlap(path: Path, meta: dict, scene: Scene) -> None:

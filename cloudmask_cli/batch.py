@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cloudmask_cli.classes import cloud_fraction
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.inference.stac import stac_path
 from cloudmask_cli.inference.writer import (
     check_outputs,
@@ -145,9 +145,7 @@ def search_items(
         )
         items = list(search.items())
     except Exception as exc:  # noqa: BLE001 - HTTP, JSON and API errors
-        raise InputError(
-            api, f"STAC API search failed ({str(exc).splitlines()[0][:200]})"
-        ) from None
+        raise InputError(api, f"STAC API search failed ({first_line(exc)})") from None
     if not items:
         raise InputError(api, "the STAC API search found no item")
     return items
@@ -293,7 +291,7 @@ def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
             label(product),
             output,
             "failed",
-            error=str(exc).splitlines()[0],
+            error=first_line(exc),
             seconds=round(time.perf_counter() - t0, 2),
         )
 

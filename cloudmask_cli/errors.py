@@ -12,3 +12,10 @@ class InputError(Exception):
         self.path = str(path) if path is not None else None
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line for an `InputError`: its first line (GDAL's run over
+    several) cut at 200 characters, or its type where it has no message."""
+    text = str(exc)
+    return text.splitlines()[0][:200] if text.strip() else type(exc).__name__

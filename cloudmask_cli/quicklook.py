@@ -25,7 +25,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from cloudmask_cli.classes import NODATA
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene import Scene
 
 LAYOUTS = ("side", "overlay")
@@ -175,7 +175,7 @@ def read_mask(path: Path, shape: tuple[int, int]) -> MaskLook:
             table = ds.colormap(1)
             tags = ds.tags()
     except (RasterioError, ValueError) as exc:
-        raise InputError(path, f"cannot read the mask ({str(exc).splitlines()[0]})") from None
+        raise InputError(path, f"cannot read the mask ({first_line(exc)})") from None
     names = {int(k): v for k, v in json.loads(tags.get("CLOUDMASK_CLASSES", "{}")).items()}
     if not names:  # a mask from elsewhere: the codes it holds
         names = {int(c): str(c) for c in np.unique(codes)}

@@ -28,7 +28,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.sensors import Band, Sensor
 
 
@@ -275,7 +275,7 @@ class Scene:
                 try:
                     ds = rasterio.open(path)
                 except RasterioError as exc:
-                    raise InputError(path, f"cannot read raster ({_short(exc)})") from None
+                    raise InputError(path, f"cannot read raster ({first_line(exc)})") from None
                 self._handles[path] = ds
             return ds
 
@@ -469,10 +469,6 @@ def _descriptor_summary(band: Band) -> str:
     return summary(band.descriptor)
 
 
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]
-
-
 def _to_physical(src: BandSource, dn: np.ndarray) -> np.ndarray:
     values = src.radiometry.apply(dn)
     if src.nodata:
@@ -513,7 +509,7 @@ def _read_resampled(
             fill_value=fill,
         )
     except RasterioError as exc:
-        raise InputError(path, f"cannot decode band {index} ({_short(exc)})") from None
+        raise InputError(path, f"cannot decode band {index} ({first_line(exc)})") from None
 
 
 def _downsample_read(
@@ -573,7 +569,7 @@ def _upsample_read(
     try:
         dn = ds.read(src.index, window=Window(c0, r0, c1 - c0, r1 - r0))
     except RasterioError as exc:
-        raise InputError(src.path, f"cannot decode band {src.index} ({_short(exc)})") from None
+        raise InputError(src.path, f"cannot decode band {src.index} ({first_line(exc)})") from None
     vals = _to_physical(src, dn)
     u = u - c0
     v = v - r0

@@ -38,7 +38,7 @@ from typing import Any
 import rasterio
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.products.stac import HLS, HLS_FMASK_FILL, HLS_NODATA
 from cloudmask_cli.scene import BandSource, Mask, Radiometry, Scene
 from cloudmask_cli.sensors import Band, Sensor, get_sensor
@@ -175,7 +175,7 @@ def _header(path: str, expected_dtype: str) -> dict[str, Any]:
             return {"crs": ds.crs, "transform": ds.transform, "shape": (ds.height, ds.width),
                     "bounds": tuple(ds.bounds), "nodata": ds.nodata}  # fmt: skip
     except RasterioError as exc:
-        raise InputError(path, f"cannot be read ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(path, f"cannot be read ({first_line(exc)})") from None
 
 
 def _grid_text(h: dict[str, Any]) -> str:

@@ -34,9 +34,7 @@ its Level-2 coefficients is an error.
 
 from __future__ import annotations
 
-import builtins
 import math
-import os
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +43,8 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
+from cloudmask_cli.products.archive import Archive, tar_members
 from cloudmask_cli.products.mtl import (
     MTL,
     MTL_SUFFIXES,
@@ -72,66 +71,25 @@ _HEAD = 4096  # bytes read to recognise an MTL
 
 
 # -- product files: a folder or a tar, seen the same way -------------------------------------
-@dataclass(frozen=True)
-class _Files:
-    """A product's files by base name: GDAL path, size in bytes, and tar member name."""
-
-    root: Path
-    paths: dict[str, str]
-    sizes: dict[str, int]
-    members: dict[str, str] | None = None  # None for a folder
-
-    def where(self, name: str) -> str:
-        """The name for messages: the file, or ``archive.tar:member``."""
-        return f"{self.root}:{name}" if self.members is not None else str(self.root / name)
-
-    def read(self, name: str, limit: int | None = None) -> bytes:
-        """A file's bytes (the first ``limit`` only, if given); a tar member is read in memory."""
-        if self.members is None:
-            with builtins.open(self.root / name, "rb") as fh:
-                return fh.read(limit if limit is not None else -1)
-        with tarfile.open(self.root, "r:") as tf:
-            member = tf.extractfile(self.members[name])
-            if member is None:
-                raise InputError(self.where(name), "not a regular file in the archive")
-            return member.read(limit if limit is not None else -1)
-
-
-def _list_folder(path: Path) -> _Files:
-    paths, sizes = {}, {}
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_file():
-                paths[entry.name] = entry.path
-                sizes[entry.name] = entry.stat().st_size
-    return _Files(path, paths, sizes)
-
-
-def _list_tar(path: Path) -> _Files:
-    try:
-        # Plain tar only, as USGS delivers Collection 2: a compressed tar cannot be read in place.
-        with tarfile.open(path, "r:") as tf:
-            found = [m for m in tf.getmembers() if m.isfile()]
-    except (tarfile.TarError, OSError) as exc:
-        raise InputError(path, f"not a readable tar archive ({exc})") from None
-    base = f"/vsitar/{path.resolve()}"
-    paths = {Path(m.name).name: f"{base}/{m.name}" for m in found}
-    sizes = {Path(m.name).name: m.size for m in found}
-    members = {Path(m.name).name: m.name for m in found}
-    return _Files(path, paths, sizes, members)
-
-
-def _list(path: Path) -> _Files:
-    return _list_folder(path) if path.is_dir() else _list_tar(path)
+def _list(path: Path) -> Archive:
+    """A product folder, or a plain tar (as USGS delivers Collection 2) rooted at the folder
+    holding its MTL (USGS's files are at the top; a re-packed product may sit in a folder)."""
+    if path.is_dir():
+        return Archive(path)
+    members = tar_members(path)
+    mtls = sorted((m.name for m in members if m.name.endswith(MTL_SUFFIXES)),
+                  key=lambda n: n.count("/"))  # fmt: skip
+    root = mtls[0].rsplit("/", 1)[0] + "/" if mtls and "/" in mtls[0] else ""
+    return Archive(path, "tar", root, members=members)
 
 
 def _is_tar(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(".tar")
 
 
-def _mtl_names(files: _Files) -> list[str]:
+def _mtl_names(files: Archive) -> list[str]:
     """MTL file names, txt before xml before json."""
-    return [n for suffix in MTL_SUFFIXES for n in sorted(files.paths) if n.endswith(suffix)]
+    return [n for suffix in MTL_SUFFIXES for n in files.listdir() if n.endswith(suffix)]
 
 
 # -- detection ---------------------------------------------------------------------------
@@ -188,15 +146,19 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
     )
 
 
-def _read_mtl(files: _Files) -> MTL:
+def _read_mtl(files: Archive) -> MTL:
     names = _mtl_names(files)
     if not names:
-        raise InputError(files.root, "not a Landsat product: no *_MTL.txt, *_MTL.xml or *_MTL.json")
+        raise InputError(
+            files.source, "not a Landsat product: no *_MTL.txt, *_MTL.xml or *_MTL.json"
+        )
     stems = {n.rsplit("_MTL.", 1)[0] for n in names}
     if len(stems) > 1:
-        raise InputError(files.root, f"holds several Landsat products: {', '.join(sorted(stems))}")
+        raise InputError(
+            files.source, f"holds several Landsat products: {', '.join(sorted(stems))}"
+        )
     name = names[0]
-    where = files.where(name)
+    where = files.display(name)
     mtl = parse_mtl(decode(files.read(name), where), where)
     if mtl.get("SPACECRAFT_ID") is None and not any(g in mtl.groups for g in ROOT_GROUPS):
         raise InputError(where, "not a Landsat MTL (no LANDSAT_METADATA_FILE group)")
@@ -252,7 +214,7 @@ class _Header:
 
 
 def _band_source(
-    files: _Files, mtl: MTL, band: Band, strict: bool
+    files: Archive, mtl: MTL, band: Band, strict: bool
 ) -> tuple[BandSource, _Header] | None:
     key = _mtl_key(band, mtl.is_level2)
     name = mtl.band_file(key)
@@ -275,26 +237,26 @@ def _band_source(
     return source, header
 
 
-def _raster(files: _Files, name: str, what: str) -> str:
-    if name not in files.paths:
-        raise InputError(files.where(name), f"{what} listed in the MTL is missing")
-    return files.paths[name]
+def _raster(files: Archive, name: str, what: str) -> str:
+    if not files.exists(name):
+        raise InputError(files.display(name), f"{what} listed in the MTL is missing")
+    return files.gdal_path(name)
 
 
-def _check_raster(files: _Files, name: str) -> _Header:
+def _check_raster(files: Archive, name: str) -> _Header:
     """Read the header (never the pixels). Unreadable and truncated files fail here."""
     try:
-        with rasterio.open(files.paths[name]) as ds:
+        with rasterio.open(files.gdal_path(name)) as ds:
             if ds.crs is None:
-                raise InputError(files.where(name), "has no CRS")
+                raise InputError(files.display(name), "has no CRS")
             header = _Header(ds.crs, tuple(ds.bounds), abs(ds.transform.a))
             end = _last_block_end(ds)
     except RasterioError as exc:
-        raise InputError(files.where(name), f"cannot read raster ({_short(exc)})") from None
-    if end is not None and end > files.sizes[name]:
+        raise InputError(files.display(name), f"cannot read raster ({first_line(exc)})") from None
+    if end is not None and end > files.size(name):
         raise InputError(
-            files.where(name),
-            f"truncated: {files.sizes[name]} bytes, but its image data runs to byte {end}",
+            files.display(name),
+            f"truncated: {files.size(name)} bytes, but its image data runs to byte {end}",
         )
     return header
 
@@ -310,10 +272,6 @@ def _last_block_end(ds: rasterio.io.DatasetReader) -> int | None:
     if offset is None or size is None:
         return None
     return int(offset) + int(size)
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]
 
 
 def radiometry(mtl: MTL, band: Band) -> Radiometry:
@@ -371,7 +329,7 @@ def _level2_radiometry(mtl: MTL, band: Band) -> Radiometry:
     )
 
 
-def _qa_mask(files: _Files, mtl: MTL) -> Mask | None:
+def _qa_mask(files: Archive, mtl: MTL) -> Mask | None:
     name = mtl.qa_file()
     if name is None:
         return None
@@ -381,14 +339,14 @@ def _qa_mask(files: _Files, mtl: MTL) -> Mask | None:
     return Mask(path=gdal_path, invalid_bits=QA_FILL_BIT, name=f"{label} fill (bit 0)")
 
 
-def _gap_masks(files: _Files, mtl: MTL, band: Band) -> tuple[Mask, ...]:
+def _gap_masks(files: Archive, mtl: MTL, band: Band) -> tuple[Mask, ...]:
     """Landsat 7 SLC-off gap mask of this band, when the product has one."""
     source = band.source or band.name
     name = f"{mtl.product_id}_GM_{source}.TIF"
-    if name not in files.paths:
+    if not files.exists(name):
         return ()
     _check_raster(files, name)
-    return (Mask(path=files.paths[name], invalid_values=(GAP_VALUE,), name="SLC-off gap mask"),)
+    return (Mask(path=files.gdal_path(name), invalid_values=(GAP_VALUE,), name="SLC-off gap mask"),)
 
 
 def _grid(bands: list[tuple[BandSource, _Header]]) -> tuple[CRS, tuple[float, float, float, float]]:

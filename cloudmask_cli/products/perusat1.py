@@ -30,7 +30,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene import BandSource, Radiometry, Scene
 from cloudmask_cli.sensors import Band, Sensor, get_sensor
 
@@ -308,7 +308,7 @@ def _open_image(dim: Dimap) -> _Image:
             _check_georef(ds, dim, gdal_path)
             return _Image(str(gdal_path), order, source, crs, tuple(ds.bounds), abs(ds.res[0]))
     except RasterioError as exc:
-        raise InputError(gdal_path, f"cannot read image ({_short(exc)})") from None
+        raise InputError(gdal_path, f"cannot read image ({first_line(exc)})") from None
 
 
 def _check_shape(ds: Any, dim: Dimap, path: Path) -> None:
@@ -338,7 +338,7 @@ def _band_order(tif: Path, dim: Dimap) -> tuple[tuple[str, ...], str]:
                 (" ".join(d or "" for d in ds.descriptions), "band descriptions"),
             )
     except RasterioError as exc:
-        raise InputError(tif, f"cannot read image ({_short(exc)})") from None
+        raise InputError(tif, f"cannot read image ({first_line(exc)})") from None
     for text, source in texts:
         tokens = [_norm_id(t) for t in re.findall(r"\b(?:B\d|PAN|P)\b", text.upper())]
         tokens = [t for t in tokens if t in ids]
@@ -437,7 +437,7 @@ class _Xml:
         try:
             root = ET.parse(self.path).getroot()
         except (ET.ParseError, OSError) as exc:
-            raise InputError(path, f"not a readable XML file ({_short(exc)})") from None
+            raise InputError(path, f"not a readable XML file ({first_line(exc)})") from None
         for el in root.iter():  # drop namespaces: element names are what DIMAP fixes
             if isinstance(el.tag, str) and "}" in el.tag:
                 el.tag = el.tag.split("}", 1)[1]
@@ -623,10 +623,6 @@ def _nodata(x: _Xml) -> float | None:
             # DIMAP V2 puts the value in SPECIAL_VALUE_COUNT (sic).
             return x.number("SPECIAL_VALUE_COUNT", el=sv, required=False)
     return None
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 __all__ = [

@@ -43,7 +43,8 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
+from cloudmask_cli.products.archive import Archive, zip_members
 from cloudmask_cli.scene import BandSource, Mask, Radiometry, Scene
 from cloudmask_cli.sensors import Band, Sensor, get_sensor
 
@@ -79,74 +80,6 @@ _J2K_START = b"\xff\x4f\xff\x51"  # SOC + SIZ: a raw codestream
 _J2K_END = b"\xff\xd9"  # EOC
 
 
-# -- the files of a product, in a folder or a zip -------------------------------------------
-class _Files:
-    """A SAFE's files by path relative to the SAFE root, whether in a folder or a zip."""
-
-    def __init__(self, source: Path, root: str = "", zipped: bool = False) -> None:
-        self.source = source
-        self.root = root  # inside a zip: the SAFE folder's prefix ("X.SAFE/"), or ""
-        self.zipped = zipped
-        self._infos: dict[str, zipfile.ZipInfo] = {}
-        if zipped:
-            for info in _zip_infos(source):
-                if info.filename.startswith(root) and not info.is_dir():
-                    self._infos[info.filename[len(root) :]] = info
-
-    def exists(self, rel: str) -> bool:
-        return rel in self._infos if self.zipped else (self.source / rel).is_file()
-
-    def listdir(self, rel_dir: str) -> list[str]:
-        """File names directly inside a folder of the product."""
-        if not self.zipped:
-            folder = self.source / rel_dir
-            if not folder.is_dir():
-                return []
-            return sorted(p.name for p in folder.iterdir() if p.is_file())
-        prefix = rel_dir.rstrip("/") + "/"
-        return sorted(n[len(prefix) :] for n in self._infos if _is_child(n, prefix))
-
-    def size(self, rel: str) -> int:
-        return self._infos[rel].file_size if self.zipped else (self.source / rel).stat().st_size
-
-    def read(self, rel: str) -> bytes:
-        if not self.zipped:
-            return (self.source / rel).read_bytes()
-        with zipfile.ZipFile(self.source) as zf:
-            return zf.read(self._infos[rel])
-
-    def read_at(self, rel: str, offset: int, n: int) -> bytes:
-        if not self.zipped:
-            with (self.source / rel).open("rb") as f:
-                f.seek(offset)
-                return f.read(n)
-        with zipfile.ZipFile(self.source) as zf, zf.open(self._infos[rel]) as f:
-            f.seek(offset)  # a deflated member is inflated up to ``offset``: slow but exact
-            return f.read(n)
-
-    def gdal_path(self, rel: str) -> str:
-        """The path GDAL opens: the file itself, or ``/vsizip/`` into the archive."""
-        if self.zipped:
-            return f"/vsizip/{self.source.resolve()}/{self.root}{rel}"
-        return str(self.source / rel)
-
-    def display(self, rel: str) -> str:
-        """How errors name a file of the product (the GDAL path, so it can be inspected)."""
-        return self.gdal_path(rel)
-
-
-def _is_child(name: str, prefix: str) -> bool:
-    return name.startswith(prefix) and "/" not in name[len(prefix) :]
-
-
-def _zip_infos(path: Path) -> list[zipfile.ZipInfo]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(path, f"not a readable zip archive ({exc})") from None
-
-
 def _product_mtd_level(name: str) -> str | None:
     """The level a product-metadata file name announces (the name is ESA's format, not a guess)."""
     if name in PRODUCT_MTD:
@@ -157,7 +90,7 @@ def _product_mtd_level(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Located:
-    files: _Files
+    files: Archive
     mtd: str  # product metadata, relative to the SAFE root
     granule: str | None = None  # a granule folder name the user pointed at
 
@@ -167,10 +100,10 @@ def _locate(path: Path) -> _Located | None:
     if path.is_dir():
         mtd = _find_product_mtd(p.name for p in path.iterdir() if p.is_file())
         if mtd:
-            return _Located(_Files(path), mtd)
+            return _Located(Archive(path), mtd)
         return _locate_granule_folder(path)
     if path.is_file() and _product_mtd_level(path.name):
-        return _Located(_Files(path.parent), path.name)
+        return _Located(Archive(path.parent), path.name)
     if path.is_file() and zipfile.is_zipfile(path):
         return _locate_in_zip(path)
     return None
@@ -187,16 +120,17 @@ def _locate_granule_folder(path: Path) -> _Located | None:
         return None
     safe = path.parent.parent
     mtd = _find_product_mtd([p.name for p in safe.iterdir() if p.is_file()])
-    return _Located(_Files(safe), mtd, granule=path.name) if mtd else None
+    return _Located(Archive(safe), mtd, granule=path.name) if mtd else None
 
 
 def _locate_in_zip(path: Path) -> _Located | None:
-    names = [i.filename for i in _zip_infos(path)]
+    infos = zip_members(path)
+    names = [i.filename for i in infos]
     for name in sorted(names, key=lambda n: n.count("/")):
         parts = name.split("/")
         if len(parts) <= 2 and _product_mtd_level(parts[-1]):
             root = "/".join(parts[:-1]) + "/" if len(parts) == 2 else ""
-            return _Located(_Files(path, root, zipped=True), parts[-1])
+            return _Located(Archive(path, "zip", root, members=infos), parts[-1])
     return None
 
 
@@ -246,7 +180,7 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
         crs=crs,
         bounds=bounds,
         product=str(path),
-        product_type=f"Sentinel-2 {meta.level} ({'SAFE zip' if files.zipped else 'SAFE folder'})",
+        product_type=f"Sentinel-2 {meta.level} (SAFE {'zip' if files.kind == 'zip' else 'folder'})",
         metadata=_scene_metadata(meta, tile, granule, [s.source for s in sources]),
     )
 
@@ -565,7 +499,7 @@ def _mask_files(root: ET.Element) -> dict[tuple[str, str], str]:
     return out
 
 
-def _read_tile_metadata(files: _Files, granule_folder: str) -> TileMetadata | None:
+def _read_tile_metadata(files: Archive, granule_folder: str) -> TileMetadata | None:
     names = [n for n in files.listdir(granule_folder) if _TILE_MTD.match(n)]
     if not names:
         return None
@@ -585,7 +519,7 @@ class _Opened:
 
 
 def _band_sources(
-    files: _Files,
+    files: Archive,
     meta: ProductMetadata,
     granule: Granule,
     tile: TileMetadata | None,
@@ -610,7 +544,7 @@ def _band_sources(
     return out
 
 
-def _trimmed_folders(files: _Files, granule: Granule) -> set[str]:
+def _trimmed_folders(files: Archive, granule: Granule) -> set[str]:
     """L2A resolution folders (``R10m``...) with none of their spectral band files present.
 
     A product cut down to whole resolution levels (the shared T29UNU keeps only ``R60m``) is
@@ -642,7 +576,7 @@ def _file_res(rel: str, band: Band) -> float:
 
 
 def _open_band(
-    files: _Files,
+    files: Archive,
     meta: ProductMetadata,
     tile: TileMetadata | None,
     band: Band,
@@ -666,7 +600,7 @@ def _open_band(
 
 
 def _header(
-    files: _Files, rel: str
+    files: Archive, rel: str
 ) -> tuple[CRS | None, tuple[float, float, float, float], float, int, str]:
     try:
         with rasterio.open(files.gdal_path(rel)) as ds:
@@ -675,15 +609,11 @@ def _header(
             left, bottom, right, top = ds.bounds
             return ds.crs, (left, bottom, right, top), abs(ds.transform.a), ds.count, ds.dtypes[0]
     except RasterioError as exc:
-        raise InputError(files.display(rel), f"cannot read raster ({_short(exc)})") from None
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]
+        raise InputError(files.display(rel), f"cannot read raster ({first_line(exc)})") from None
 
 
 def _quality_masks(
-    files: _Files, meta: ProductMetadata, tile: TileMetadata | None, key: str
+    files: Archive, meta: ProductMetadata, tile: TileMetadata | None, key: str
 ) -> tuple[Mask, ...]:
     """The no-measurement layers of the band's ``MSK_QUALIT`` (baseline >= 04.00)."""
     rel = tile.masks.get(("MSK_QUALIT", key)) if tile else None
@@ -710,7 +640,7 @@ def _quality_masks(
 
 
 # -- JPEG 2000 completeness --------------------------------------------------------------------
-def _check_jp2(files: _Files, rel: str) -> None:
+def _check_jp2(files: Archive, rel: str) -> None:
     """Refuse placeholders and truncated JPEG 2000 files before any pixel is decoded.
 
     GDAL decodes a truncated codestream without raising (it only logs), so a cut file would give
@@ -732,7 +662,7 @@ def _check_jp2(files: _Files, rel: str) -> None:
     # whose other drivers raise on truncated files.
 
 
-def _check_boxes(files: _Files, rel: str, size: int, where: str) -> None:
+def _check_boxes(files: Archive, rel: str, size: int, where: str) -> None:
     offset, codestream = 0, False
     while offset < size:
         header = files.read_at(rel, offset, 16)
@@ -757,7 +687,7 @@ def _check_boxes(files: _Files, rel: str, size: int, where: str) -> None:
         raise InputError(where, "is truncated: no JPEG 2000 codestream (jp2c box)")
 
 
-def _check_codestream_end(files: _Files, rel: str, end: int, where: str) -> None:
+def _check_codestream_end(files: Archive, rel: str, end: int, where: str) -> None:
     if files.read_at(rel, end - 2, 2) != _J2K_END:
         raise InputError(where, "is truncated: its JPEG 2000 codestream has no end marker")
 

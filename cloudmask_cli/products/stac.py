@@ -36,7 +36,7 @@ from urllib.parse import urljoin, urlsplit
 import rasterio
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.remote import display, gdal_path, is_url
 from cloudmask_cli.scene import BandSource, Mask, Radiometry, Scene
 from cloudmask_cli.sensors import Band, Sensor, get_sensor
@@ -84,7 +84,7 @@ def read_item(ref: str | Path) -> Any:
     except FileNotFoundError:
         raise InputError(text, "no such file") from None
     except Exception as exc:  # noqa: BLE001 - urllib, JSON and pystac raise many kinds
-        raise InputError(text, f"cannot read a STAC item ({_short(exc)})") from None
+        raise InputError(text, f"cannot read a STAC item ({first_line(exc)})") from None
     if not isinstance(obj, pystac.Item):
         raise InputError(text, f"is a STAC {type(obj).__name__}, not an Item (use cloudmask batch)")
     return obj
@@ -317,7 +317,7 @@ def _header(asset: _Asset) -> dict[str, Any]:
                 "nodata": ds.nodata,
             }
     except RasterioError as exc:
-        raise InputError(asset.where, f"cannot be read: {_short(exc)}") from None
+        raise InputError(asset.where, f"cannot be read: {first_line(exc)}") from None
 
 
 def _masks(assets: dict[str, _Asset], family: str) -> list[Mask]:
@@ -406,10 +406,6 @@ def _sentinel2(item: Any, asset: _Asset, given: bool, scale: float, offset: floa
         formula=f"DN * {scale:g} + {expected * scale:g} (baseline {baseline}"
         + (", offset already removed from the DN)" if flag is True and shifted else ")"),
     )
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 __all__ = ["identify", "open", "open_item", "read_item"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene import BandSource, Radiometry, Scene
 from cloudmask_cli.sensors import Sensor
 
@@ -30,7 +30,7 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
             if ds.transform.b or ds.transform.d:
                 raise InputError(path, "rotated grids are not supported; warp to north-up first")
     except RasterioError as exc:
-        raise InputError(path, f"cannot read raster ({str(exc).splitlines()[0]})") from None
+        raise InputError(path, f"cannot read raster ({first_line(exc)})") from None
     if count != len(sensor.bands):
         raise InputError(
             path,

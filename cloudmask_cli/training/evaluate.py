@@ -21,7 +21,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from cloudmask_cli.classes import CLASSES, STYLES
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.labels import CLOUD_FREE, NO_DATA_BITS, load_scheme
@@ -150,7 +150,7 @@ def _mask_bits(path: Path, style: str | None) -> tuple[np.ndarray, str]:
             codes = ds.read(1)
             style = style or ds.tags().get("CLOUDMASK_STYLE")
     except RasterioError as exc:
-        raise InputError(path, f"cannot read mask ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(path, f"cannot read mask ({first_line(exc)})") from None
     if style not in STYLES:
         raise InputError(path, "mask style unknown: give --style (7class, 4class, cloud, valid)")
     return style_lut(style)[codes], style

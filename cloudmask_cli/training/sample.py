@@ -23,7 +23,7 @@ import yaml
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.sensors import Band, Sensor, bundled_sensors, get_sensor, parse_sensor
 
 FORMAT = "cloudmask-training-sample"
@@ -91,7 +91,7 @@ def read_raster_window(
         with rasterio.open(path) as ds:
             return ds.read(indexes, window=Window(c, r, w, h), boundless=True, fill_value=0)
     except RasterioError as exc:
-        raise InputError(path, f"cannot read {what} ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(path, f"cannot read {what} ({first_line(exc)})") from None
 
 
 def raster_shape(path: str | Path) -> tuple[int, int]:
@@ -99,7 +99,7 @@ def raster_shape(path: str | Path) -> tuple[int, int]:
         with rasterio.open(path) as ds:
             return ds.height, ds.width
     except RasterioError as exc:
-        raise InputError(path, f"cannot read raster ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(path, f"cannot read raster ({first_line(exc)})") from None
 
 
 # -- the training format --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene import Radiometry, Scene
 from cloudmask_cli.sensors import Band, get_sensor
 from cloudmask_cli.training.sample import Box, RawSample, raster_shape, read_raster_window
@@ -145,7 +145,7 @@ def read_on_grid(
                 fill_value=0,
             )
     except RasterioError as exc:
-        raise InputError(path, f"cannot read label ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(path, f"cannot read label ({first_line(exc)})") from None
 
 
 def in_split(sample_id: str, split: str | None, val_fraction: float) -> bool:

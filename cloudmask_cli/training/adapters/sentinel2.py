@@ -27,7 +27,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from cloudmask_cli.errors import InputError
+from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.inference.tiling import tiles
 from cloudmask_cli.scene import Radiometry
 from cloudmask_cli.training.adapters.common import (
@@ -75,7 +75,7 @@ def _descriptions(path: Path) -> list[str]:
         with rasterio.open(path) as ds:
             return [d or "" for d in ds.descriptions]
     except RasterioError as exc:
-        raise InputError(path, f"cannot read raster ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(path, f"cannot read raster ({first_line(exc)})") from None
 
 
 # -- CloudSEN12 -------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def kappaset(
             with rasterio.open(nc) as ds:
                 variables = [s.rsplit(":", 1)[-1] for s in ds.subdatasets]
         except RasterioError as exc:
-            raise InputError(nc, f"cannot read NetCDF ({str(exc).splitlines()[0][:200]})") from None
+            raise InputError(nc, f"cannot read NetCDF ({first_line(exc)})") from None
         if "Label" not in variables:
             raise InputError(nc, "has no Label variable")
         names = [b for b in S2_BANDS if b in variables]
