@@ -12,7 +12,7 @@ for seed in "${@:?seeds}"; do
   cloudmask train examples/train-bundled.yaml --seed "$seed" --out "$run/stage1" -q
   cloudmask train examples/train-bundled-stage2.yaml --seed $((seed + 1)) \
     --init "$run/stage1/best.safetensors" --out "$run/stage2" -q
-  python -m cloudmask_cli.weights.publish "$run/stage2/best.safetensors" \
+  cloudmask publish "$run/stage2/best.safetensors" \
     --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \
     --target-dir "$run/stage2/fp16" >/dev/null
   cloudmask train examples/train-bundled-stage3.yaml --seed $((seed + 2)) \

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,16 +167,14 @@ def test_publish_names_every_stage_and_its_start(tmp_path):
     assert meta["weights"]["dtype"] == "float16"
 
 
-def test_revalidate_honours_target_dir(known, tmp_path, monkeypatch):
+def test_revalidate_honours_target_dir(known, tmp_path):
     """`--revalidate … --target-dir D` rescores D's copy, never the bundled YAML."""
     import shutil
-    import sys
 
     import yaml
 
     from cloudmask_cli.training.evaluate import write_json
     from cloudmask_cli.weights import bundled_dir
-    from cloudmask_cli.weights.publish import main
 
     data, mask = known
     bundled = (bundled_dir() / "cloudmask-b0.yaml").read_text()
@@ -187,8 +184,8 @@ def test_revalidate_honours_target_dir(known, tmp_path, monkeypatch):
     reports.mkdir()
     write_json(evaluate(data, mask=mask), reports / "model-all.json")
     argv = ["publish", "--revalidate", str(reports), "--target-dir", str(tmp_path)]
-    monkeypatch.setattr(sys, "argv", argv)
-    main()
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output
     assert (bundled_dir() / "cloudmask-b0.yaml").read_text() == bundled
     after = yaml.safe_load((tmp_path / "cloudmask-b0.yaml").read_text())
     assert after["validation"]["model"]["all"]["data"]["cloud"]["f1"] == 75.0
@@ -202,7 +199,7 @@ def _model_report(data: Path, weights: Path, folder: Path) -> Path:
     return folder
 
 
-def test_figures_must_be_scored_on_the_weights_published(known, tmp_path, monkeypatch, capsys):
+def test_figures_must_be_scored_on_the_weights_published(known, tmp_path):
     """The YAML's figures are scored on the very file it ships with: reports of the fp32
     checkpoint (or any other weights) are refused before anything is written; reports of the
     fp16 file as published are accepted and their hash recorded."""
@@ -211,7 +208,7 @@ def test_figures_must_be_scored_on_the_weights_published(known, tmp_path, monkey
     from cloudmask_cli.errors import InputError
     from cloudmask_cli.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
     from cloudmask_cli.model.checkpoint import sha256_file
-    from cloudmask_cli.weights.publish import main, publish, revalidate
+    from cloudmask_cli.weights.publish import publish, revalidate
 
     data, _ = known
     config = Path(__file__).parents[1] / "examples" / "train-tiny.yaml"
@@ -239,9 +236,27 @@ def test_figures_must_be_scored_on_the_weights_published(known, tmp_path, monkey
     assert published.with_suffix(".yaml").read_text() == before
     # from the command line: one line naming the report, exit code 2
     argv = ["publish", "--revalidate", str(report), "--target-dir", str(out), "--name", "m"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as stop:
-        main()
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.count("\n") == 1 and "model-all.json" in err
+    res = CliRunner().invoke(app, argv)
+    err = res.stderr
+    assert res.exit_code == 2 and err.count("\n") == 1 and "model-all.json" in err
     assert published.with_suffix(".yaml").read_text() == before
+
+
+def test_revalidate_from_no_reports_leaves_the_yaml(tmp_path):
+    """A mistyped or empty reports folder is refused: it once replaced every held-out figure
+    of the weights' YAML with nothing, and said it had succeeded."""
+    import shutil
+
+    from cloudmask_cli.weights import bundled_dir
+
+    yaml_path = tmp_path / "cloudmask-b0.yaml"
+    shutil.copy(bundled_dir() / "cloudmask-b0.yaml", yaml_path)
+    before = yaml_path.read_text()
+    (tmp_path / "empty").mkdir()
+    for reports, problem in ((tmp_path / "nowhere", "no such folder"),
+                             (tmp_path / "empty", "holds no report")):  # fmt: skip
+        res = CliRunner().invoke(app, ["publish", "--revalidate", str(reports),
+                                       "--target-dir", str(tmp_path)])  # fmt: skip
+        assert res.exit_code == 2 and str(reports) in res.stderr and problem in res.stderr
+        assert res.stderr.count("\n") == 1
+        assert yaml_path.read_text() == before

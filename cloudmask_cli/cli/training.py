@@ -256,3 +256,53 @@ def review(
     except InputError as exc:
         fail(exc)
     out.print(f"sheets and {index.name} in {index.parent}", highlight=False)
+
+
+@app.command()
+def publish(
+    checkpoint: Path | None = typer.Argument(
+        None, help="A checkpoint of `cloudmask train` (e.g. runs/x/best.safetensors)."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="The config it was trained with."),
+    init_config: list[Path] | None = typer.Option(
+        None, "--init-config", help="Config of an earlier stage (repeat, first stage first)."
+    ),
+    reports: Path | None = typer.Option(
+        None,
+        "--reports",
+        help="Folder of `cloudmask evaluate --json` reports, scored on the fp16 file as published.",
+    ),
+    crossval: Path | None = typer.Option(
+        None, "--crossval", help="crossval.json of the recipe (`cloudmask evaluate --cv`)."
+    ),
+    revalidate: Path | None = typer.Option(
+        None,
+        "--revalidate",
+        help="Only replace the figures of weights published already, from these reports.",
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="File stem of the weights and YAML (default: cloudmask-b0)."
+    ),
+    target_dir: Path | None = typer.Option(
+        None, "--target-dir", help="Publish (or revalidate) here, not in the bundled folder."
+    ),
+) -> None:
+    """Publish a checkpoint as fp16 safetensors and a YAML saying what it is: architecture,
+    training data and recipe, steps, held-out and cross-validated figures, how to reproduce it."""
+    from cloudmask_cli.weights import DEFAULT_NAME, bundled_dir
+    from cloudmask_cli.weights.publish import publish as write_weights
+    from cloudmask_cli.weights.publish import revalidate as rescore
+
+    stem = name or DEFAULT_NAME
+    try:
+        if revalidate is not None:
+            folder = target_dir or bundled_dir()
+            written = rescore(revalidate, folder / f"{stem}.yaml", crossval)
+        elif checkpoint is None or config is None:
+            raise InputError(None, "publish needs a checkpoint and --config (or --revalidate)")
+        else:
+            written = write_weights(checkpoint, config, reports, stem, init_config, target_dir,
+                                    crossval)  # fmt: skip
+    except InputError as exc:
+        fail(exc)
+    out.print(f"{written}", highlight=False)

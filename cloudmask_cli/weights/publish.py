@@ -3,11 +3,11 @@
     cloudmask train examples/train-bundled.yaml --out runs/bundled
     cloudmask train examples/train-bundled-stage2.yaml --init runs/bundled/best.safetensors \\
         --out runs/bundled2
-    python -m cloudmask_cli.weights.publish runs/bundled2/best.safetensors \\
+    cloudmask publish runs/bundled2/best.safetensors \\
         --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
         --target-dir runs/bundled2/fp16
     examples/validate-bundled.sh runs/bundled2/fp16/cloudmask-b0.safetensors runs/bundled2/validation
-    python -m cloudmask_cli.weights.publish runs/bundled2/best.safetensors \\
+    cloudmask publish runs/bundled2/best.safetensors \\
         --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
         --reports runs/bundled2/validation
 
@@ -17,23 +17,23 @@ fp32 checkpoint included) are refused, by their `weights_sha256`, before anythin
 A third stage starts from stage 2 as published (fp16), written aside first, and the final
 publish names every earlier config in order:
 
-    python -m cloudmask_cli.weights.publish runs/bundled2/best.safetensors \\
+    cloudmask publish runs/bundled2/best.safetensors \\
         --config examples/train-bundled-stage2.yaml --init-config examples/train-bundled.yaml \\
         --target-dir runs/bundled2/fp16
     cloudmask train examples/train-bundled-stage3.yaml \\
         --init runs/bundled2/fp16/cloudmask-b0.safetensors --out runs/bundled3
-    python -m cloudmask_cli.weights.publish runs/bundled3/best.safetensors \\
+    cloudmask publish runs/bundled3/best.safetensors \\
         --config examples/train-bundled-stage3.yaml --init-config examples/train-bundled.yaml \\
         --init-config examples/train-bundled-stage2.yaml --target-dir runs/bundled3/fp16
     examples/validate-bundled.sh runs/bundled3/fp16/cloudmask-b0.safetensors runs/bundled3/validation
-    python -m cloudmask_cli.weights.publish runs/bundled3/best.safetensors \\
+    cloudmask publish runs/bundled3/best.safetensors \\
         --config examples/train-bundled-stage3.yaml --init-config examples/train-bundled.yaml \\
         --init-config examples/train-bundled-stage2.yaml --reports runs/bundled3/validation
 
 Re-score the published weights (e.g. after a change to `cloudmask evaluate`) without touching them:
 
     examples/validate-bundled.sh weights/cloudmask-b0.safetensors runs/revalidation
-    python -m cloudmask_cli.weights.publish --revalidate runs/revalidation
+    cloudmask publish --revalidate runs/revalidation
 
 The YAML carries the architecture (from the checkpoint), the training data and recipe (from the
 config), the steps trained, the held-out figures (from the `cloudmask evaluate` JSON reports),
@@ -42,7 +42,6 @@ and how to reproduce it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -136,8 +135,13 @@ def crossval_figures(path: Path) -> dict[str, Any]:
 def scored_weights(reports: Path, sha256: str) -> dict[str, Any]:
     """Check that the model reports in ``reports`` scored the weights with hash ``sha256``;
     what the YAML records of it (``provenance.validation_scored``)."""
+    if not reports.is_dir():
+        raise InputError(reports, "no such folder of `cloudmask evaluate --json` reports")
+    paths = sorted(reports.glob("*.json"))
+    if not paths:
+        raise InputError(reports, "holds no report (`cloudmask evaluate --json`, *.json)")
     found: dict[str, str | None] = {}
-    for path in sorted(reports.glob("*.json")):
+    for path in paths:
         report = json.loads(path.read_text())
         if report.get("baseline") is None and report.get("mask") is None:
             found[path.name] = report.get("weights_sha256")
@@ -260,48 +264,7 @@ def revalidate(reports: Path, path: Path | None = None, crossval: Path | None = 
     return path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("checkpoint", type=Path, nargs="?")
-    ap.add_argument("--config", type=Path)
-    ap.add_argument("--revalidate", type=Path, help="only replace the figures, from these reports")
-    ap.add_argument("--reports", type=Path, help="folder of cloudmask evaluate JSON reports")
-    ap.add_argument(
-        "--init-config",
-        type=Path,
-        action="append",
-        help="config of an earlier stage (repeat, first stage first)",
-    )
-    ap.add_argument(
-        "--crossval", type=Path, help="crossval.json of the recipe (cloudmask evaluate --cv)"
-    )
-    ap.add_argument("--name", default=DEFAULT_NAME)
-    ap.add_argument(
-        "--target-dir", type=Path, help="publish or revalidate here instead of the bundled folder"
-    )
-    args = ap.parse_args()
-    if not args.revalidate and (args.checkpoint is None or args.config is None):
-        ap.error("a checkpoint and --config are needed to publish")
-    try:
-        if args.revalidate:
-            folder = args.target_dir or bundled_dir()
-            print(revalidate(args.revalidate, folder / f"{args.name}.yaml", args.crossval))
-        else:
-            print(
-                publish(
-                    args.checkpoint,
-                    args.config,
-                    args.reports,
-                    args.name,
-                    args.init_config,
-                    args.target_dir,
-                    args.crossval,
-                )
-            )
-    except InputError as e:
-        print(f"publish: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+if __name__ == "__main__":  # the older spelling of `cloudmask publish`
+    from cloudmask_cli.cli import app
 
-
-if __name__ == "__main__":
-    main()
+    app(["publish", *sys.argv[1:]], prog_name="cloudmask")
