@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,16 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("CLOUDMASK_CACHE", None)
     else:
         os.environ["CLOUDMASK_CACHE"] = old
+
+
+def benchmark_script(name: str) -> types.ModuleType:
+    """A script of benchmarks/ (``quality/rule_shares``) as a module: the maintainers' tools
+    live outside the package."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,7 +15,7 @@ from cloudmask_cli.sensors import get_sensor
 from cloudmask_cli.spectral import find_band, snow, water
 from cloudmask_cli.training.config import DatasetSpec, parse_config
 from cloudmask_cli.training.labels import bits_of, classes_of, load_scheme
-from cloudmask_cli.training.rules import RuledSample, main, measure, narrow
+from cloudmask_cli.training.rules import RuledSample, measure, narrow
 from cloudmask_cli.training.sample import read_sample_meta, write_sample
 
 L8 = get_sensor("landsat8_oli_tirs")
@@ -162,6 +162,9 @@ def test_config_rules_are_validated() -> None:
 
 
 def test_measure_and_the_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from conftest import benchmark_script
+
+    main = benchmark_script("quality/rule_shares").main
     x = image(WATER, WATER, SNOW, VEGETATION)
     write(tmp_path, np.array([[128, 64, 128, 128]], np.uint8), x)
     counts = measure([read_sample_meta(tmp_path / "Water_00_0001.yaml")], ["water", "snow"])

@@ -21,7 +21,6 @@ from cloudmask_cli.training.teacher import (
     Teacher,
     apply_calls,
     decided,
-    main,
     narrow_by_teacher,
     teacher_calls,
 )
@@ -197,6 +196,9 @@ def test_rules_then_teacher_and_the_entry_point(
     assert np.array_equal(past, label[20:, 20:])
     for clone in (copy.copy(taught), pickle.loads(pickle.dumps(taught))):  # DataLoader workers
         assert np.array_equal(clone.read()[1], label)
+    from conftest import benchmark_script
+
+    main = benchmark_script("quality/teacher_shares").main
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "biome" in out and "clear" in out and "no labels here decide" in out

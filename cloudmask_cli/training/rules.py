@@ -9,14 +9,12 @@ allows cloud (the tests do not tell thin cloud over water or snow from water or 
 needing a band the sample lacks labels nothing, or uses the weaker form its docstring gives.
 
 Measure a rule on real labels (the share of each code's pixels passing it):
-``python -m cloudmask_cli.training.rules DATA [--kind KIND] [--split S] [--option k=v]``
+``python benchmarks/quality/rule_shares.py DATA [--kind KIND] [--split S] [--option k=v]``
 (``DATA`` a dataset folder, or a training config: its datasets).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +134,7 @@ def measure(samples: Sequence[RawSample], rules: Sequence[str], keep: Sequence[s
     return out
 
 
-def _report(title: str, counts: Counts, rules: Sequence[str], scheme_bits: dict[int, int]) -> None:
+def report(title: str, counts: Counts, rules: Sequence[str], scheme_bits: dict[int, int]) -> None:
     print(f"\n{title}")
     print(f"  {'code':>4} {'name':<26} {'pixels':>10} " + " ".join(f"{r + ' %':>9}" for r in rules))
     for (code, name), row in sorted(counts.items()):
@@ -172,67 +170,3 @@ def _reordered(sample: Any, names: Sequence[str]) -> Any:
                 )
             return dataclasses.replace(sample, bands=bands)
     raise ValueError(f"{sample.id}: its bands are not one bundled sensor's")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from pathlib import Path
-
-    from cloudmask_cli.errors import InputError
-    from cloudmask_cli.training.adapters import add_dataset_arguments, open_dataset, parse_options
-
-    p = argparse.ArgumentParser(
-        prog="python -m cloudmask_cli.training.rules",
-        description="Share of each label code's pixels passing each label rule.",
-    )
-    add_dataset_arguments(p, "a dataset folder (with --kind) or a training config YAML")
-    p.add_argument("--rules", default=",".join(RULES))
-    p.add_argument("--bands", default="", help="comma-separated band names the rules may use")
-    p.add_argument("--by-prefix", action="store_true", help="also per sample-id prefix (to _)")
-    p.add_argument(
-        "--band-order",
-        default="",
-        help="comma-separated names of the samples' bands in file order, replacing the adapter's "
-        "(same sensor): to measure with a band order in question",
-    )
-    args = p.parse_args(argv)
-    rules = [r for r in args.rules.split(",") if r]
-    keep = [b for b in args.bands.split(",") if b]
-    try:
-        options = parse_options(args.option)
-        unknown = [r for r in rules if r not in RULES]
-        if unknown:
-            raise InputError(None, f"unknown rule(s) {unknown} (known: {', '.join(RULES)})")
-        if args.data.endswith((".yaml", ".yml")) and args.kind == "training":
-            from dataclasses import replace
-
-            from cloudmask_cli.training.config import load_config
-
-            sets = [
-                (
-                    s.name,
-                    replace(s, rules=()).prepare(open_dataset(s.kind, s.path, None, s.options)),
-                )
-                for s in load_config(args.data).datasets
-            ]
-        else:
-            sets = [(Path(args.data).name, open_dataset(args.kind, args.data, args.split, options))]
-        if args.band_order:
-            order = args.band_order.split(",")
-            sets = [(n, [_reordered(s, order) for s in ss]) for n, ss in sets]
-        for name, samples in sets:
-            bits = {c: b for s in samples for c, (_, b) in load_scheme(s.scheme).codes.items()}
-            groups = {"all": list(samples)}
-            if args.by_prefix:
-                for s in samples:
-                    groups.setdefault(s.id.split("_")[0], []).append(s)
-            for g, members in groups.items():
-                title = f"{name} [{g}] ({len(members)} samples)"
-                _report(title, measure(members, rules, keep), rules, bits)
-    except (InputError, KeyError, ValueError) as exc:
-        print(f"cloudmask: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

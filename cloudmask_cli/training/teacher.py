@@ -14,13 +14,11 @@ chip shadow, so its shadow call would teach that flood water is shadow.
 
 Measure a teacher on real labels (per label code: the share narrowed and the share of each
 confident call; where the labels decide shadow vs not, how often the calls are wrong):
-``python -m cloudmask_cli.training.teacher DATA --kind KIND [--peer P] [--threshold T]``.
+``python benchmarks/quality/teacher_shares.py DATA --kind KIND [--peer P] [--threshold T]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -302,37 +300,3 @@ def report(title: str, counts: Counts, teacher: Teacher) -> None:
             f"{100 * wrong[col] / wrong[0]:.2f} % of the "
             f"{'shadow' if call == 'not shadow' else 'clear'} pixels get it"
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    from pathlib import Path
-
-    from cloudmask_cli.training.adapters import add_dataset_arguments, open_dataset, parse_options
-
-    p = argparse.ArgumentParser(
-        prog="python -m cloudmask_cli.training.teacher",
-        description="Share of each label code's pixels a teacher narrows, and its error rates.",
-    )
-    add_dataset_arguments(p, "a dataset folder")
-    p.add_argument("--peer", default=Teacher.peer)
-    p.add_argument("--threshold", type=float, default=Teacher.threshold)
-    p.add_argument("--trust", default=",".join(Teacher.trust))
-    args = p.parse_args(argv)
-    try:
-        options = parse_options(args.option)
-        trust = [t for t in args.trust.split(",") if t]
-        teacher = Teacher.from_config(
-            {"peer": args.peer, "threshold": args.threshold, "trust": trust}
-        )
-        samples = open_dataset(args.kind, args.data, args.split, options)
-        report(
-            f"{Path(args.data).name} ({len(samples)} samples)", measure(samples, teacher), teacher
-        )
-    except (InputError, ValueError) as exc:
-        print(f"cloudmask: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
