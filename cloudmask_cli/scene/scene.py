@@ -1,27 +1,15 @@
-"""Scene: a product's bands on one working grid, read window by window.
-
-A reader (``cloudmask_cli.products``) builds a `Scene` from a product's metadata; nothing is
-decoded until `Scene.read` asks for a window. Each read decodes every band of the window once:
-
-- source finer than the grid (e.g. 10 m bands at 60 m): GDAL decimates with ``average`` from
-  ``out_shape``, so JP2 resolution levels and TIFF overviews are used instead of full decoding;
-- same resolution: a plain windowed read;
-- source coarser (e.g. 20 m bands at 10 m): the covering source pixels are read natively and
-  upsampled here with a no-data-aware bilinear kernel, so no-data never bleeds into valid
-  pixels and edges stay where the nearest source pixel puts them.
-"""
+"""Scene: a product's bands on one working grid, read window by window (`cloudmask_cli.scene`)."""
 
 from __future__ import annotations
 
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import rasterio
-from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
@@ -29,110 +17,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError, first_line
+from cloudmask_cli.scene.grid import Grid
+from cloudmask_cli.scene.resample import downsample_read, read_resampled, upsample_read
+from cloudmask_cli.scene.sources import BandSource, Mask, to_physical
 from cloudmask_cli.sensors import Band, Sensor
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A north-up pixel grid: CRS, transform and size."""
-
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-
-    @classmethod
-    def from_bounds(
-        cls, crs: CRS, bounds: tuple[float, float, float, float], resolution: float
-    ) -> Grid:
-        left, bottom, right, top = bounds
-        width = max(1, round((right - left) / resolution))
-        height = max(1, round((top - bottom) / resolution))
-        return cls(crs, Affine(resolution, 0, left, 0, -resolution, top), width, height)
-
-    @property
-    def resolution(self) -> float:
-        return abs(self.transform.a)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.height, self.width
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        t = self.transform
-        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
-
-    def at_resolution(self, resolution: float) -> Grid:
-        return Grid.from_bounds(self.crs, self.bounds, resolution)
-
-    def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
-        return rasterio.windows.bounds(window, self.transform)
-
-    def window_transform(self, window: Window) -> Affine:
-        return rasterio.windows.transform(window, self.transform)
-
-
-@dataclass(frozen=True)
-class Radiometry:
-    """DN -> physical value.
-
-    ``x = (dn * scale + offset) / divisor``; with ``k1``/``k2`` the linear part is a radiance
-    and the result is the brightness temperature ``k2 / ln(k1 / x + 1)`` in kelvin.
-    """
-
-    scale: float = 1.0
-    offset: float = 0.0
-    divisor: float = 1.0
-    k1: float | None = None
-    k2: float | None = None
-    to_db: bool = False  # linear power -> decibels (SAR given in linear units)
-    formula: str = ""
-
-    def apply(self, dn: np.ndarray) -> np.ndarray:
-        x = dn.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
-        if self.divisor != 1.0:
-            x /= np.float32(self.divisor)
-        if self.k1 is not None and self.k2 is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x = np.float32(self.k2) / np.log(np.float32(self.k1) / x + 1.0)
-            x[~np.isfinite(x)] = np.nan
-        if self.to_db:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x = np.where(x > 0, 10.0 * np.log10(x), np.nan).astype(np.float32)
-        return x
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"scale": self.scale, "offset": self.offset}
-        if self.divisor != 1.0:
-            out["divisor"] = self.divisor
-        if self.k1 is not None:
-            out.update(k1=self.k1, k2=self.k2)
-        if self.formula:
-            out["formula"] = self.formula
-        return out
-
-
-@dataclass(frozen=True)
-class Mask:
-    """A raster that marks invalid pixels: set bits, listed values, or values not listed."""
-
-    path: str
-    index: int | tuple[int, ...] = 1  # a tuple: layers of one file, read in one call, any flags
-    invalid_bits: int = 0
-    invalid_values: tuple[float, ...] = ()
-    valid_values: tuple[float, ...] = ()
-    name: str = ""
-
-    def invalid(self, values: np.ndarray) -> np.ndarray:
-        bad = np.zeros(values.shape, dtype=bool)
-        if self.invalid_bits:
-            bad |= (values.astype(np.int64) & self.invalid_bits) != 0
-        if self.invalid_values:
-            bad |= np.isin(values, self.invalid_values)
-        if self.valid_values:
-            bad |= ~np.isin(values, self.valid_values)
-        return np.asarray(bad.any(axis=0)) if bad.ndim == 3 else bad
 
 
 @dataclass(frozen=True)
@@ -150,20 +38,6 @@ class _MaskSpan:
     def rows(self, r0: int, r1: int) -> np.ndarray:
         rows = self.bits[r0 - self.first : r1 - self.first]
         return np.unpackbits(rows, axis=1, count=self.width).astype(bool)
-
-
-@dataclass(frozen=True)
-class BandSource:
-    """Where one band lives and how its DN become physical values."""
-
-    band: Band
-    path: str  # a GDAL path: file, /vsizip/..., /vstar/...
-    index: int = 1
-    radiometry: Radiometry = field(default_factory=Radiometry)
-    nodata: tuple[float, ...] = ()  # DN values that mean "no data"
-    masks: tuple[Mask, ...] = ()  # masks that apply to this band only
-    resolution: float | None = None  # native resolution, if not the YAML's
-    warp: bool = False  # on another grid (auxiliary rasters): warped onto the working grid
 
 
 class Scene:
@@ -340,7 +214,7 @@ class Scene:
         index = m.index if isinstance(m.index, int) else list(m.index)
         shape = (int(window.height), int(window.width))
         bounds = self.grid.window_bounds(window)
-        return m.invalid(_read_resampled(ds, index, bounds, shape, Resampling.nearest, m.path))
+        return m.invalid(read_resampled(ds, index, bounds, shape, Resampling.nearest, m.path))
 
     def _mask_span(self, m: Mask, window: Window) -> np.ndarray:
         """A strip of a mask, decoded a whole block row of the mask file at a time.
@@ -397,7 +271,7 @@ class Scene:
         if src.warp or (ds.crs is not None and ds.crs != self.crs):
             with self._lock(src.path):
                 dn = self._warped(src.path).read(src.index, window=window)
-            values = _to_physical(src, dn)
+            values = to_physical(src, dn)
             if src.masks:
                 values[self._masks_invalid(src.masks, window, strip)] = np.nan
             return values
@@ -406,12 +280,12 @@ class Scene:
         ratio = src_res / self.grid.resolution
         with self._lock(src.path):
             if ratio > 1.0 + 1e-6:
-                values = _upsample_read(ds, src, bounds, shape)
+                values = upsample_read(ds, src, bounds, shape)
             elif ratio < 1.0 - 1e-6:
-                values = _downsample_read(ds, src, bounds, shape)
+                values = downsample_read(ds, src, bounds, shape)
             else:
-                dn = _read_resampled(ds, src.index, bounds, shape, Resampling.nearest, src.path)
-                values = _to_physical(src, dn)
+                dn = read_resampled(ds, src.index, bounds, shape, Resampling.nearest, src.path)
+                values = to_physical(src, dn)
         if src.masks:
             values[self._masks_invalid(src.masks, window, strip)] = np.nan
         return values
@@ -469,159 +343,8 @@ def _descriptor_summary(band: Band) -> str:
     return summary(band.descriptor)
 
 
-def _to_physical(src: BandSource, dn: np.ndarray) -> np.ndarray:
-    values = src.radiometry.apply(dn)
-    if src.nodata:
-        values[np.isin(dn, src.nodata)] = np.nan
-    return values
-
-
-def _source_window(ds: rasterio.io.DatasetReader, bounds: tuple[float, ...]) -> Window:
-    return rasterio.windows.from_bounds(*bounds, transform=ds.transform)
-
-
-def _read_resampled(
-    ds: rasterio.io.DatasetReader,
-    index: int | list[int],
-    bounds: tuple[float, ...],
-    shape: tuple[int, int],
-    resampling: Resampling,
-    path: str,
-) -> np.ndarray:
-    """Read ``bounds`` of one band at ``shape``; GDAL uses overviews when decimating."""
-    win = _source_window(ds, bounds)
-    inside = (
-        win.col_off >= -1e-6
-        and win.row_off >= -1e-6
-        and win.col_off + win.width <= ds.width + 1e-6
-        and win.row_off + win.height <= ds.height + 1e-6
-    )
-    try:
-        if inside:
-            return ds.read(index, window=win, out_shape=shape, resampling=resampling)
-        fill = ds.nodata if ds.nodata is not None else 0
-        return ds.read(
-            index,
-            window=win,
-            out_shape=shape,
-            resampling=resampling,
-            boundless=True,
-            fill_value=fill,
-        )
-    except RasterioError as exc:
-        raise InputError(path, f"cannot decode band {index} ({first_line(exc)})") from None
-
-
-def _downsample_read(
-    ds: rasterio.io.DatasetReader,
-    src: BandSource,
-    bounds: tuple[float, ...],
-    shape: tuple[int, int],
-) -> np.ndarray:
-    """Average down through overviews; drop the ring of pixels next to no data.
-
-    An averaged pixel that straddles the no-data edge mixes fill DN into its value (JP2
-    resolution levels do the same), so pixels touching a no-data pixel are marked invalid.
-    One extra pixel is read on each side so the ring is the same in every window.
-    """
-    h, w = shape
-    left, bottom, right, top = bounds
-    px, py = (right - left) / w, (top - bottom) / h
-    db = ds.bounds
-    # grow by one pixel on each side that stays inside the raster (outside is not no data)
-    ml, mr = int(left - px >= db.left - 1e-6 * px), int(right + px <= db.right + 1e-6 * px)
-    mb, mt = int(bottom - py >= db.bottom - 1e-6 * py), int(top + py <= db.top + 1e-6 * py)
-    grown = (left - ml * px, bottom - mb * py, right + mr * px, top + mt * py)
-    out_shape = (h + mt + mb, w + ml + mr)
-    dn = _read_resampled(ds, src.index, grown, out_shape, Resampling.average, src.path)
-    values = _to_physical(src, dn)
-    if src.nodata:
-        bad = np.isnan(values)
-        ring = bad.copy()
-        ring[1:] |= bad[:-1]
-        ring[:-1] |= bad[1:]
-        ring[:, 1:] |= ring[:, :-1].copy()
-        ring[:, :-1] |= ring[:, 1:].copy()
-        values[ring] = np.nan
-    return values[mt : mt + h, ml : ml + w]
-
-
-def _upsample_read(
-    ds: rasterio.io.DatasetReader,
-    src: BandSource,
-    bounds: tuple[float, ...],
-    shape: tuple[int, int],
-) -> np.ndarray:
-    """Read the covering source pixels natively and upsample with no-data-aware bilinear."""
-    h, w = shape
-    left, bottom, right, top = bounds
-    # Source pixel coordinates (continuous, pixel centres at .5) of the target pixel centres.
-    tx = left + (np.arange(w) + 0.5) * (right - left) / w
-    ty = top - (np.arange(h) + 0.5) * (top - bottom) / h
-    u = (tx - ds.transform.c) / ds.transform.a - 0.5
-    v = (ty - ds.transform.f) / ds.transform.e - 0.5
-    c0 = max(0, math.floor(u.min()))
-    r0 = max(0, math.floor(v.min()))
-    c1 = min(ds.width, math.floor(u.max()) + 2)
-    r1 = min(ds.height, math.floor(v.max()) + 2)
-    if c1 <= c0 or r1 <= r0:
-        return np.full(shape, np.nan, dtype=np.float32)
-    try:
-        dn = ds.read(src.index, window=Window(c0, r0, c1 - c0, r1 - r0))
-    except RasterioError as exc:
-        raise InputError(src.path, f"cannot decode band {src.index} ({first_line(exc)})") from None
-    vals = _to_physical(src, dn)
-    u = u - c0
-    v = v - r0
-    return bilinear_nan(vals, v, u)
-
-
-def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Sample ``vals`` at rows ``v`` x cols ``u`` (separable), ignoring NaN neighbours.
-
-    A target pixel is NaN when its nearest source pixel is NaN, so the valid-data edge is the
-    nearest-neighbour edge; inside it, NaN neighbours get no weight.
-    """
-    hs, ws = vals.shape
-    v = np.clip(v, 0, hs - 1)
-    u = np.clip(u, 0, ws - 1)
-    v0 = np.floor(v).astype(np.int64)
-    u0 = np.floor(u).astype(np.int64)
-    v1 = np.minimum(v0 + 1, hs - 1)
-    u1 = np.minimum(u0 + 1, ws - 1)
-    fv = (v - v0).astype(np.float32)[:, None]
-    fu = (u - u0).astype(np.float32)[None, :]
-    finite = np.isfinite(vals)
-    z = np.where(finite, vals, 0).astype(np.float32)
-    wgt = finite.astype(np.float32)
-    num = np.zeros((len(v), len(u)), dtype=np.float32)
-    den = np.zeros_like(num)
-    for rows, wr in ((v0, 1 - fv), (v1, fv)):
-        for cols, wc in ((u0, 1 - fu), (u1, fu)):
-            k = wr * wc
-            num += z[np.ix_(rows, cols)] * k
-            den += wgt[np.ix_(rows, cols)] * k
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    nearest = finite[np.ix_(np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))]
-    out[~nearest] = np.nan
-    return out
-
-
 def replace_bands(scene: Scene, bands: Sequence[BandSource]) -> Scene:
     """A copy of ``scene`` with other band sources (used when adding auxiliary rasters)."""
     new = scene.with_resolution(scene.grid.resolution)
     new.bands = tuple(bands)
     return new
-
-
-__all__ = [
-    "BandSource",
-    "Grid",
-    "Mask",
-    "Radiometry",
-    "Scene",
-    "bilinear_nan",
-    "replace",
-    "replace_bands",
-]

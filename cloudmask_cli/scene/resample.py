@@ -1,0 +1,154 @@
+"""One band read onto a window of the working grid, whatever its own resolution:
+
+- source finer than the grid (e.g. 10 m bands at 60 m): GDAL decimates with ``average`` from
+  ``out_shape``, so JP2 resolution levels and TIFF overviews are used instead of full decoding;
+- same resolution: a plain windowed read;
+- source coarser (e.g. 20 m bands at 10 m): the covering source pixels are read natively and
+  upsampled here with a no-data-aware bilinear kernel, so no-data never bleeds into valid
+  pixels and edges stay where the nearest source pixel puts them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from cloudmask_cli.errors import InputError, first_line
+from cloudmask_cli.scene.sources import BandSource, to_physical
+
+
+def source_window(ds: rasterio.io.DatasetReader, bounds: tuple[float, ...]) -> Window:
+    return rasterio.windows.from_bounds(*bounds, transform=ds.transform)
+
+
+def read_resampled(
+    ds: rasterio.io.DatasetReader,
+    index: int | list[int],
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+    resampling: Resampling,
+    path: str,
+) -> np.ndarray:
+    """Read ``bounds`` of one band at ``shape``; GDAL uses overviews when decimating."""
+    win = source_window(ds, bounds)
+    inside = (
+        win.col_off >= -1e-6
+        and win.row_off >= -1e-6
+        and win.col_off + win.width <= ds.width + 1e-6
+        and win.row_off + win.height <= ds.height + 1e-6
+    )
+    try:
+        if inside:
+            return ds.read(index, window=win, out_shape=shape, resampling=resampling)
+        fill = ds.nodata if ds.nodata is not None else 0
+        return ds.read(
+            index,
+            window=win,
+            out_shape=shape,
+            resampling=resampling,
+            boundless=True,
+            fill_value=fill,
+        )
+    except RasterioError as exc:
+        raise InputError(path, f"cannot decode band {index} ({first_line(exc)})") from None
+
+
+def downsample_read(
+    ds: rasterio.io.DatasetReader,
+    src: BandSource,
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Average down through overviews; drop the ring of pixels next to no data.
+
+    An averaged pixel that straddles the no-data edge mixes fill DN into its value (JP2
+    resolution levels do the same), so pixels touching a no-data pixel are marked invalid.
+    One extra pixel is read on each side so the ring is the same in every window.
+    """
+    h, w = shape
+    left, bottom, right, top = bounds
+    px, py = (right - left) / w, (top - bottom) / h
+    db = ds.bounds
+    # grow by one pixel on each side that stays inside the raster (outside is not no data)
+    ml, mr = int(left - px >= db.left - 1e-6 * px), int(right + px <= db.right + 1e-6 * px)
+    mb, mt = int(bottom - py >= db.bottom - 1e-6 * py), int(top + py <= db.top + 1e-6 * py)
+    grown = (left - ml * px, bottom - mb * py, right + mr * px, top + mt * py)
+    out_shape = (h + mt + mb, w + ml + mr)
+    dn = read_resampled(ds, src.index, grown, out_shape, Resampling.average, src.path)
+    values = to_physical(src, dn)
+    if src.nodata:
+        bad = np.isnan(values)
+        ring = bad.copy()
+        ring[1:] |= bad[:-1]
+        ring[:-1] |= bad[1:]
+        ring[:, 1:] |= ring[:, :-1].copy()
+        ring[:, :-1] |= ring[:, 1:].copy()
+        values[ring] = np.nan
+    return values[mt : mt + h, ml : ml + w]
+
+
+def upsample_read(
+    ds: rasterio.io.DatasetReader,
+    src: BandSource,
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Read the covering source pixels natively and upsample with no-data-aware bilinear."""
+    h, w = shape
+    left, bottom, right, top = bounds
+    # Source pixel coordinates (continuous, pixel centres at .5) of the target pixel centres.
+    tx = left + (np.arange(w) + 0.5) * (right - left) / w
+    ty = top - (np.arange(h) + 0.5) * (top - bottom) / h
+    u = (tx - ds.transform.c) / ds.transform.a - 0.5
+    v = (ty - ds.transform.f) / ds.transform.e - 0.5
+    c0 = max(0, math.floor(u.min()))
+    r0 = max(0, math.floor(v.min()))
+    c1 = min(ds.width, math.floor(u.max()) + 2)
+    r1 = min(ds.height, math.floor(v.max()) + 2)
+    if c1 <= c0 or r1 <= r0:
+        return np.full(shape, np.nan, dtype=np.float32)
+    try:
+        dn = ds.read(src.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except RasterioError as exc:
+        raise InputError(src.path, f"cannot decode band {src.index} ({first_line(exc)})") from None
+    vals = to_physical(src, dn)
+    u = u - c0
+    v = v - r0
+    return bilinear_nan(vals, v, u)
+
+
+def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Sample ``vals`` at rows ``v`` x cols ``u`` (separable), ignoring NaN neighbours.
+
+    A target pixel is NaN when its nearest source pixel is NaN, so the valid-data edge is the
+    nearest-neighbour edge; inside it, NaN neighbours get no weight.
+    """
+    hs, ws = vals.shape
+    v = np.clip(v, 0, hs - 1)
+    u = np.clip(u, 0, ws - 1)
+    v0 = np.floor(v).astype(np.int64)
+    u0 = np.floor(u).astype(np.int64)
+    v1 = np.minimum(v0 + 1, hs - 1)
+    u1 = np.minimum(u0 + 1, ws - 1)
+    fv = (v - v0).astype(np.float32)[:, None]
+    fu = (u - u0).astype(np.float32)[None, :]
+    finite = np.isfinite(vals)
+    z = np.where(finite, vals, 0).astype(np.float32)
+    wgt = finite.astype(np.float32)
+    num = np.zeros((len(v), len(u)), dtype=np.float32)
+    den = np.zeros_like(num)
+    for rows, wr in ((v0, 1 - fv), (v1, fv)):
+        for cols, wc in ((u0, 1 - fu), (u1, fu)):
+            k = wr * wc
+            num += z[np.ix_(rows, cols)] * k
+            den += wgt[np.ix_(rows, cols)] * k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    nearest = finite[np.ix_(np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))]
+    out[~nearest] = np.nan
+    return out
