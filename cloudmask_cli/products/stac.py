@@ -373,7 +373,7 @@ def _radiometry(
 
 
 def _sentinel2(item: Any, asset: _Asset, given: bool, scale: float, offset: float) -> Radiometry:
-    from cloudmask_cli.products.sentinel2 import _baseline_tuple
+    from cloudmask_cli.products.sentinel2.metadata import baseline_tuple
 
     props = item.properties
     baseline = props.get("s2:processing_baseline") or props.get("sentinel:processing_baseline")
@@ -383,7 +383,7 @@ def _sentinel2(item: Any, asset: _Asset, given: bool, scale: float, offset: floa
             "Sentinel-2 item without s2:processing_baseline: cannot tell whether the DN carry "
             "the 04.00 offset (-1000)",
         )
-    shifted = _baseline_tuple(str(baseline), asset.where) >= (4, 0)
+    shifted = baseline_tuple(str(baseline), asset.where) >= (4, 0)
     flag = props.get("earthsearch:boa_offset_applied", props.get("sentinel:boa_offset_applied"))
     if shifted and flag is False:
         raise InputError(
