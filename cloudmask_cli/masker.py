@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import rioxarray  # noqa: F401 - registers the .rio accessor
 import xarray as xr
-from rasterio.io import MemoryFile
 
 from cloudmask_cli.auxiliary import add_auxiliary
 from cloudmask_cli.classes import check_style, fold, style_names
@@ -34,7 +33,7 @@ from cloudmask_cli.inference.writer import check_outputs, input_files, run_outpu
 from cloudmask_cli.products import open_product
 from cloudmask_cli.products import stack as stack_reader
 from cloudmask_cli.remote import gdal_env
-from cloudmask_cli.scene import Scene
+from cloudmask_cli.scene import InMemory, Scene
 from cloudmask_cli.sensors import Sensor, get_sensor
 
 
@@ -56,7 +55,9 @@ def load_model(weights: str | Path | None = None, device: str = "cpu") -> tuple[
     return model, info
 
 
-def _scene_from_xarray(data: xr.DataArray, sensor: str | Path | Sensor) -> tuple[Scene, Any]:
+def _scene_from_xarray(data: xr.DataArray, sensor: str | Path | Sensor) -> Scene:
+    """A Scene over a DataArray's values as they are in memory (a stack's rules: the bands
+    named by the ``band`` coordinate, scaled as the sensor's YAML says)."""
     sens = get_sensor(sensor) if not isinstance(sensor, Sensor) else sensor
     if "band" not in data.dims:
         raise InputError(None, "the DataArray needs a 'band' dimension with band names")
@@ -69,20 +70,20 @@ def _scene_from_xarray(data: xr.DataArray, sensor: str | Path | Sensor) -> tuple
     crs = data.rio.crs
     if crs is None:
         raise InputError(None, "the DataArray has no CRS (use rioxarray's .rio.write_crs)")
-    arr = data.transpose("band", data.rio.y_dim, data.rio.x_dim).values
-    mem = MemoryFile()
-    with mem.open(
-        driver="GTiff",
-        width=arr.shape[2],
-        height=arr.shape[1],
-        count=arr.shape[0],
-        dtype=arr.dtype,
-        crs=crs,
-        transform=data.rio.transform(),
-        nodata=data.rio.nodata,
-    ) as ds:
-        ds.write(arr)
-    return stack_reader.open(Path(mem.name), sensor=subset), mem
+    t = data.rio.transform()
+    if t.b or t.d:
+        raise InputError(None, "the DataArray's grid is rotated; warp it to north-up first")
+    if t.e > 0:  # rows running south to north: flipped to the north-up order of every grid
+        data = data.isel({data.rio.y_dim: slice(None, None, -1)})
+        t = data.rio.transform()
+    arr = np.asarray(data.transpose("band", data.rio.y_dim, data.rio.x_dim).values)
+    nodata = subset.nodata if subset.nodata is not None else data.rio.nodata
+    memory = [InMemory(arr[i], t) for i in range(len(bands))]
+    sources = stack_reader.band_sources(subset, "DataArray", nodata, abs(t.a), memory)
+    h, w = arr.shape[1:]
+    bounds = (t.c, t.f + t.e * h, t.c + t.a * w, t.f)
+    return Scene(sensor=subset, bands=sources, crs=crs, bounds=bounds, product="DataArray",
+                 product_type=f"in-memory array ({subset.name})", metadata={"level": "stack"})  # fmt: skip
 
 
 class CloudMasker:
@@ -146,13 +147,12 @@ class CloudMasker:
         ``spectral=False``: the network's classes without the water and snow tests."""
         check_style(style)
         with gdal_env():
-            keep = None
             if isinstance(source, xr.DataArray):
                 if sensor is None:
                     raise InputError(
                         None, "a DataArray needs sensor= (a bundled name or a YAML path)"
                     )
-                scene, keep = _scene_from_xarray(source, sensor)
+                scene = _scene_from_xarray(source, sensor)
             else:
                 scene = open_product(source, sensor=sensor)
             if resolution:
@@ -163,7 +163,6 @@ class CloudMasker:
             codes = np.empty(scene.shape, dtype=np.uint8)
             for row, probs, valid in masked_strips(scene, self.engine, options):
                 codes[row : row + probs.shape[1]] = fold(probs, style, valid).cpu().numpy()
-            del keep
         g = scene.grid
         t = g.transform
         out = xr.DataArray(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import rasterio
 from rasterio.errors import RasterioError
 
 from cloudmask_cli.errors import InputError, first_line
-from cloudmask_cli.scene import BandSource, Radiometry, Scene
+from cloudmask_cli.scene import BandSource, InMemory, Radiometry, Scene
 from cloudmask_cli.sensors import Sensor
 
 SUFFIXES = {".tif", ".tiff", ".vrt"}
@@ -40,24 +41,7 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
     if crs is None:
         raise InputError(path, "has no CRS; cloudmask needs a georeferenced raster")
     nodata = sensor.nodata if sensor.nodata is not None else file_nodata
-    sources = []
-    for i, band in enumerate(sensor.bands, start=1):
-        if "metadata" in (band.scale, band.offset):
-            raise InputError(
-                sensor.path or sensor.name,
-                f"band {band.name!r}: a stack has no metadata; give numeric scale and offset",
-            )
-        rad = Radiometry(scale=float(band.scale), offset=float(band.offset))
-        sources.append(
-            BandSource(
-                band=band,
-                path=str(path),
-                index=i,
-                radiometry=rad,
-                nodata=(nodata,) if nodata is not None else (),
-                resolution=res,
-            )
-        )
+    sources = band_sources(sensor, str(path), nodata, res)
     return Scene(
         sensor=sensor,
         bands=sources,
@@ -67,3 +51,33 @@ def open(path: Path, sensor: Sensor | None = None) -> Scene:  # noqa: A001 - rea
         product_type=f"raster stack ({sensor.name})",
         metadata={"level": "stack"},
     )
+
+
+def band_sources(
+    sensor: Sensor,
+    path: str,
+    nodata: float | None,
+    resolution: float,
+    memory: Sequence[InMemory] | None = None,
+) -> list[BandSource]:
+    """One source per band of ``sensor``, in its order: layer i of ``path`` (or the in-memory
+    array ``memory[i]``), scaled as the YAML says (a stack has no metadata to scale it by)."""
+    sources = []
+    for i, band in enumerate(sensor.bands):
+        if "metadata" in (band.scale, band.offset):
+            raise InputError(
+                sensor.path or sensor.name,
+                f"band {band.name!r}: a stack has no metadata; give numeric scale and offset",
+            )
+        sources.append(
+            BandSource(
+                band=band,
+                path=path,
+                index=i + 1,
+                radiometry=Radiometry(scale=float(band.scale), offset=float(band.offset)),
+                nodata=(nodata,) if nodata is not None else (),
+                resolution=resolution,
+                memory=memory[i] if memory is not None else None,
+            )
+        )
+    return sources

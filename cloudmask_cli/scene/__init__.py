@@ -19,11 +19,12 @@ from dataclasses import replace
 from cloudmask_cli.scene.grid import Grid
 from cloudmask_cli.scene.resample import bilinear_nan
 from cloudmask_cli.scene.scene import Scene, replace_bands
-from cloudmask_cli.scene.sources import BandSource, Mask, Radiometry
+from cloudmask_cli.scene.sources import BandSource, InMemory, Mask, Radiometry
 
 __all__ = [
     "BandSource",
     "Grid",
+    "InMemory",
     "Mask",
     "Radiometry",
     "Scene",

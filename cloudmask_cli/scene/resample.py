@@ -14,12 +14,17 @@ import math
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene.sources import BandSource, to_physical
+
+_EPS = 1e-6
 
 
 def source_window(ds: rasterio.io.DatasetReader, bounds: tuple[float, ...]) -> Window:
@@ -151,4 +156,47 @@ def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
         out = num / den
     nearest = finite[np.ix_(np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))]
     out[~nearest] = np.nan
+    return out
+
+
+def read_memory(src: BandSource, crs: CRS, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
+    """An in-memory band (``src.memory``) on the window of the working grid with ``transform``
+    and ``shape``: a slice where the array lies on that grid, else the covering source pixels
+    resampled by GDAL from the array in place (average to a coarser grid, bilinear to a finer
+    one, no data as NaN). Outside the array: NaN."""
+    assert src.memory is not None
+    dn, t = src.memory.values, src.memory.transform
+    h, w = shape
+    out = np.full(shape, np.nan, dtype=np.float32)
+    col, row = (transform.c - t.c) / t.a, (transform.f - t.f) / t.e
+    same = abs(transform.a - t.a) <= _EPS * abs(t.a) and abs(transform.e - t.e) <= _EPS * abs(t.e)
+    if same and abs(col - round(col)) < _EPS and abs(row - round(row)) < _EPS:
+        r0, c0 = round(row), round(col)
+        a, b = max(r0, 0), min(r0 + h, dn.shape[0])
+        c, d = max(c0, 0), min(c0 + w, dn.shape[1])
+        if a < b and c < d:
+            out[a - r0 : b - r0, c - c0 : d - c0] = to_physical(src, dn[a:b, c:d])
+        return out
+    # the source pixels under the window, two more on each side for the kernels
+    left, top = transform.c, transform.f
+    right, bottom = left + transform.a * w, top + transform.e * h
+    c0 = max(0, math.floor((left - t.c) / t.a) - 2)
+    c1 = min(dn.shape[1], math.ceil((right - t.c) / t.a) + 2)
+    r0 = max(0, math.floor((top - t.f) / t.e) - 2)
+    r1 = min(dn.shape[0], math.ceil((bottom - t.f) / t.e) + 2)
+    if c1 <= c0 or r1 <= r0:
+        return out
+    values = to_physical(src, dn[r0:r1, c0:c1])
+    coarser = abs(transform.a) > abs(t.a) * (1 + _EPS)
+    reproject(
+        values,
+        out,
+        src_transform=t * Affine.translation(c0, r0),
+        src_crs=crs,
+        dst_transform=transform,
+        dst_crs=crs,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+        resampling=Resampling.average if coarser else Resampling.bilinear,
+    )
     return out

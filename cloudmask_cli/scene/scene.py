@@ -18,7 +18,12 @@ from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.scene.grid import Grid
-from cloudmask_cli.scene.resample import downsample_read, read_resampled, upsample_read
+from cloudmask_cli.scene.resample import (
+    downsample_read,
+    read_memory,
+    read_resampled,
+    upsample_read,
+)
 from cloudmask_cli.scene.sources import BandSource, Mask, to_physical
 from cloudmask_cli.sensors import Band, Sensor
 
@@ -266,8 +271,13 @@ class Scene:
         return vrt
 
     def _read_band(self, src: BandSource, window: Window, strip: bool = False) -> np.ndarray:
-        ds = self._open(src.path)
         shape = (int(window.height), int(window.width))
+        if src.memory is not None:
+            values = read_memory(src, self.crs, self.grid.window_transform(window), shape)
+            if src.masks:
+                values[self._masks_invalid(src.masks, window, strip)] = np.nan
+            return values
+        ds = self._open(src.path)
         if src.warp or (ds.crs is not None and ds.crs != self.crs):
             with self._lock(src.path):
                 dn = self._warped(src.path).read(src.index, window=window)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
 from cloudmask_cli.sensors import Band
 
@@ -73,18 +74,28 @@ class Mask:
         return np.asarray(bad.any(axis=0)) if bad.ndim == 3 else bad
 
 
+@dataclass(frozen=True, eq=False)
+class InMemory:
+    """A band's DN held in memory: a 2-D array on its own north-up grid (``transform``, in the
+    scene's CRS), e.g. an ``xarray.DataArray``'s values. Read where it is, never written out."""
+
+    values: np.ndarray
+    transform: Affine
+
+
 @dataclass(frozen=True)
 class BandSource:
     """Where one band lives and how its DN become physical values."""
 
     band: Band
-    path: str  # a GDAL path: file, /vsizip/..., /vstar/...
+    path: str  # a GDAL path: file, /vsizip/..., /vstar/...; a name for an in-memory band
     index: int = 1
     radiometry: Radiometry = field(default_factory=Radiometry)
     nodata: tuple[float, ...] = ()  # DN values that mean "no data"
     masks: tuple[Mask, ...] = ()  # masks that apply to this band only
     resolution: float | None = None  # native resolution, if not the YAML's
     warp: bool = False  # on another grid (auxiliary rasters): warped onto the working grid
+    memory: InMemory | None = field(default=None, compare=False, repr=False)  # not in a file
 
 
 def to_physical(src: BandSource, dn: np.ndarray) -> np.ndarray:
