@@ -12,9 +12,9 @@ The tests are per pixel, physical and sensor-independent (bands found by wavelen
   network calls land becomes snow. Cloud is left alone: some bright cloud passes the test, and
   turning it into snow costs more cloud than it frees (benchmarks/quality/README.md).
 
-* Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: where the
-  network says either, their probability goes to the other classes in the network's own
-  proportions (its next choice: land, or shadow for shaded grass). A network that has never seen
+* Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: their
+  probability goes to the other classes in the network's own proportions (where the network
+  said water or snow, its next choice: land, or shadow for shaded grass). A network that has never seen
   land decided on a sensor (Biome's and On Cloud N's clear allows water) may call a whole
   pasture water; the same rule narrows those labels in training (`training.rules`).
 
@@ -64,13 +64,15 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
             p[:, _I[c]].masked_fill_(hit, 0.0)
         p[:, _I[cls]] += gain
     for test, ruled_out in NOT:
-        found = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
+        # every passing pixel, whatever the network's class: a rule on its top class alone
+        # would jump where two classes nearly tie, and make last-bit noise a different mask
+        hit = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
         idx = torch.tensor([_I[c] for c in ruled_out], device=p.device)
-        hit = found & torch.isin(top, idx)
         if not bool(hit.any()):
             continue
         out = p[:, idx].sum(dim=1)
-        kept = p.sum(dim=1) - out  # 0 only where the network gave them everything: left so
-        scale = torch.where(hit & (kept > 0), (kept + out) / kept.clamp_min(1e-12), 1.0)
+        kept = p.sum(dim=1) - out
+        hit &= kept > 0  # where the network gave them everything, nothing to move to: left so
+        scale = torch.where(hit, (kept + out) / kept.clamp_min(1e-12), 1.0)
         p *= scale[:, None]
         p[:, idx] = torch.where(hit[:, None], 0.0, p[:, idx])
