@@ -13,8 +13,8 @@ The tests are per pixel, physical and sensor-independent (bands found by wavelen
   turning it into snow costs more cloud than it frees (benchmarks/quality/README.md).
 
 * Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: their
-  probability goes to the other classes in the network's own proportions (where the network
-  said water or snow, its next choice: land, or shadow for shaded grass). A network that has never seen
+  probability goes to land and cloud shadow in the network's own proportions between the two
+  (where the network said water or snow: land, or shadow for shaded grass). A network that has never seen
   land decided on a sensor (Biome's and On Cloud N's clear allows water) may call a whole
   pasture water; the same rule narrows those labels in training (`training.rules`).
 
@@ -40,8 +40,9 @@ SURFACES = (
     (water, "water", ("land", "cloud_shadow")),
     (snow, "snow", ("land",)),
 )
-# (test, the classes a passing pixel cannot be)
-NOT = ((vegetation, ("water", "snow")),)
+# (test, the classes a passing pixel cannot be, the classes their probability moves to): never
+# to cloud, so the cloud and valid masks stay the network's
+NOT = ((vegetation, ("water", "snow"), ("land", "cloud_shadow")),)
 
 
 def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band]) -> None:
@@ -63,16 +64,20 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
             gain += torch.where(hit, p[:, _I[c]], 0.0)
             p[:, _I[c]].masked_fill_(hit, 0.0)
         p[:, _I[cls]] += gain
-    for test, ruled_out in NOT:
+    for test, ruled_out, onto in NOT:
         # every passing pixel, whatever the network's class: a rule on its top class alone
         # would jump where two classes nearly tie, and make last-bit noise a different mask
         hit = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
-        idx = torch.tensor([_I[c] for c in ruled_out], device=p.device)
         if not bool(hit.any()):
             continue
-        out = p[:, idx].sum(dim=1)
-        kept = p.sum(dim=1) - out
-        hit &= kept > 0  # where the network gave them everything, nothing to move to: left so
-        scale = torch.where(hit, (kept + out) / kept.clamp_min(1e-12), 1.0)
-        p *= scale[:, None]
-        p[:, idx] = torch.where(hit[:, None], 0.0, p[:, idx])
+        out = sum(p[:, _I[c]] for c in ruled_out)
+        share = torch.stack([p[:, _I[c]] for c in onto], dim=1)
+        total = share.sum(dim=1, keepdim=True)
+        # the network's proportions among `onto`; all to the first where it gave them nothing
+        first = torch.zeros_like(share)
+        first[:, 0] = 1.0
+        weights = torch.where(total > 0, share / total.clamp_min(1e-12), first)
+        for k, c in enumerate(onto):
+            p[:, _I[c]] += torch.where(hit, out * weights[:, k], 0.0)
+        for c in ruled_out:
+            p[:, _I[c]].masked_fill_(hit, 0.0)
