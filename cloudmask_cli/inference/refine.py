@@ -12,9 +12,10 @@ The tests are per pixel, physical and sensor-independent (bands found by wavelen
   network calls land becomes snow. Cloud is left alone: some bright cloud passes the test, and
   turning it into snow costs more cloud than it frees (benchmarks/quality/README.md).
 
-* Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: their
-  probability goes to land and cloud shadow in the network's own proportions between the two
-  (where the network said water or snow: land, or shadow for shaded grass). A network that has never seen
+* Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: where the
+  network puts more than half its probability on the two, its probabilities become its own
+  given "not water, not snow" (those two to 0, the rest rescaled): its next choice wins (land,
+  or shadow for shaded grass), and the order of the other classes stays the network's. A network that has never seen
   land decided on a sensor (Biome's and On Cloud N's clear allows water) may call a whole
   pasture water; the same rule narrows those labels in training (`training.rules`).
 
@@ -40,9 +41,8 @@ SURFACES = (
     (water, "water", ("land", "cloud_shadow")),
     (snow, "snow", ("land",)),
 )
-# (test, the classes a passing pixel cannot be, the classes their probability moves to): never
-# to cloud, so the cloud and valid masks stay the network's
-NOT = ((vegetation, ("water", "snow"), ("land", "cloud_shadow")),)
+# (test, the classes a passing pixel cannot be)
+NOT = ((vegetation, ("water", "snow")),)
 
 
 def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band]) -> None:
@@ -64,20 +64,17 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
             gain += torch.where(hit, p[:, _I[c]], 0.0)
             p[:, _I[c]].masked_fill_(hit, 0.0)
         p[:, _I[cls]] += gain
-    for test, ruled_out, onto in NOT:
-        # every passing pixel, whatever the network's class: a rule on its top class alone
-        # would jump where two classes nearly tie, and make last-bit noise a different mask
+    for test, ruled_out in NOT:
+        # Bayes: the network's probabilities given that the pixel is none of `ruled_out` (the
+        # order of the other classes stays the network's), where the network put most of its
+        # belief on them. Not on the top class alone: where classes nearly tie (an untrained
+        # network's flat output) the last-bit noise between batch sizes would pick the mask
         hit = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
         if not bool(hit.any()):
             continue
-        out = sum(p[:, _I[c]] for c in ruled_out)
-        share = torch.stack([p[:, _I[c]] for c in onto], dim=1)
-        total = share.sum(dim=1, keepdim=True)
-        # the network's proportions among `onto`; all to the first where it gave them nothing
-        first = torch.zeros_like(share)
-        first[:, 0] = 1.0
-        weights = torch.where(total > 0, share / total.clamp_min(1e-12), first)
-        for k, c in enumerate(onto):
-            p[:, _I[c]] += torch.where(hit, out * weights[:, k], 0.0)
-        for c in ruled_out:
-            p[:, _I[c]].masked_fill_(hit, 0.0)
+        idx = torch.tensor([_I[c] for c in ruled_out], device=p.device)
+        out = p[:, idx].sum(dim=1)
+        kept = p.sum(dim=1) - out
+        hit &= (out > kept) & (kept > 0)
+        p *= torch.where(hit, (kept + out) / kept.clamp_min(1e-12), 1.0)[:, None]
+        p[:, idx] = torch.where(hit[:, None], 0.0, p[:, idx])
