@@ -13,9 +13,10 @@ The tests are per pixel, physical and sensor-independent (bands found by wavelen
   turning it into snow costs more cloud than it frees (benchmarks/quality/README.md).
 
 * Green vegetation (NDVI > 0.4, `spectral.vegetation`) is neither water nor snow: where the
-  network puts more than half its probability on the two, its probabilities become its own
-  given "not water, not snow" (those two to 0, the rest rescaled): its next choice wins (land,
-  or shadow for shaded grass), and the order of the other classes stays the network's. A network that has never seen
+  network says either, its probabilities become its own given "not water, not snow" (those
+  two to 0, the rest rescaled alike): its next choice wins (land, or shadow for shaded grass),
+  the order of the other classes stays the network's. Near a tie the two are mixed, so the
+  mask never jumps on last-bit differences. A network that has never seen
   land decided on a sensor (Biome's and On Cloud N's clear allows water) may call a whole
   pasture water; the same rule narrows those labels in training (`training.rules`).
 
@@ -43,6 +44,7 @@ SURFACES = (
 )
 # (test, the classes a passing pixel cannot be)
 NOT = ((vegetation, ("water", "snow")),)
+LEAD = 0.1  # probability: see `refine`, the rules of NOT
 
 
 def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band]) -> None:
@@ -65,16 +67,19 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
             p[:, _I[c]].masked_fill_(hit, 0.0)
         p[:, _I[cls]] += gain
     for test, ruled_out in NOT:
-        # Bayes: the network's probabilities given that the pixel is none of `ruled_out` (the
-        # order of the other classes stays the network's), where the network put most of its
-        # belief on them. Not on the top class alone: where classes nearly tie (an untrained
-        # network's flat output) the last-bit noise between batch sizes would pick the mask
         hit = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
         if not bool(hit.any()):
             continue
         idx = torch.tensor([_I[c] for c in ruled_out], device=p.device)
+        rest = torch.tensor([i for i in range(p.shape[1]) if i not in idx], device=p.device)
         out = p[:, idx].sum(dim=1)
         kept = p.sum(dim=1) - out
-        hit &= (out > kept) & (kept > 0)
-        p *= torch.where(hit, (kept + out) / kept.clamp_min(1e-12), 1.0)[:, None]
-        p[:, idx] = torch.where(hit[:, None], 0.0, p[:, idx])
+        # Bayes: the network's probabilities given "none of `ruled_out`" (the other classes
+        # rescaled alike, so their order stays the network's), mixed in by how far a ruled-out
+        # class leads the best other one: fully from a lead of LEAD / 2, half at a tie, not at
+        # all from a deficit of LEAD / 2. A switch on the top class would jump where classes
+        # tie, and last-bit noise between batch sizes would then pick the mask
+        lead = p[:, idx].amax(dim=1) - p[:, rest].amax(dim=1)
+        mix = torch.where(hit & (kept > 0), (lead / LEAD + 0.5).clamp(0.0, 1.0), 0.0)
+        p[:, rest] *= (1 + mix * out / kept.clamp_min(1e-12))[:, None]
+        p[:, idx] *= (1 - mix)[:, None]
