@@ -44,13 +44,16 @@ SURFACES = (
 )
 # (test, the classes a passing pixel cannot be)
 NOT = ((vegetation, ("water", "snow")),)
-LEAD = 0.1  # probability: see `refine`, the rules of NOT
+# a lead of LEAD / 2 in probability of a ruled-out class over the best other one applies a NOT
+# rule fully, a tie half (see `refine`)
+LEAD = 0.1
 
 
 def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band]) -> None:
     """Move, in place, the probabilities ``probs`` ``(B, 7, h, w)`` (or ``(7, h, w)``) of the
     windows ``x`` ``(B, N, h, w)`` (physical units, NaN = no data; bands as ``bands``) where a
-    spectral test passes and the network's class is one the test may replace."""
+    spectral test passes and the network's class is one the test may replace (`SURFACES`), and
+    away from the classes a passing pixel cannot be (`NOT`)."""
     p = torch.from_numpy(probs) if isinstance(probs, np.ndarray) else probs
     if p.ndim == 3:
         p, x = p[None], x[None]
@@ -71,7 +74,7 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
         if not bool(hit.any()):
             continue
         idx = torch.tensor([_I[c] for c in ruled_out], device=p.device)
-        rest = torch.tensor([i for i in range(p.shape[1]) if i not in idx], device=p.device)
+        rest = torch.tensor([i for c, i in _I.items() if c not in ruled_out], device=p.device)
         out = p[:, idx].sum(dim=1)
         kept = p.sum(dim=1) - out
         # Bayes: the network's probabilities given "none of `ruled_out`" (the other classes
