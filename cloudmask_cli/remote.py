@@ -87,10 +87,7 @@ def display(path: str) -> str:
 def gdal_env() -> Iterator[None]:
     """GDAL settings for a run's reads, local and remote (GDAL config is process-wide, so the
     read threads see it too); a user's own environment variable wins."""
-    # one decoding thread per read: the run's read threads already decode bands in parallel,
-    # and GDAL's default (JPEG 2000 tiles on every core, per read) holds a decoder's buffers
-    # per thread and oversubscribes the cores the model needs
-    run: dict[str, object] = {"GDAL_CACHEMAX": CACHE_MB << 20, "GDAL_NUM_THREADS": 1}
+    run: dict[str, object] = {"GDAL_CACHEMAX": CACHE_MB << 20}
     options = {k: v for k, v in (GDAL_REMOTE | run).items() if k not in os.environ}
     with rasterio.Env(**options):
         yield

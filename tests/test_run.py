@@ -693,19 +693,6 @@ def test_a_run_caps_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch):
         assert "GDAL_CACHEMAX" not in rasterio.env.getenv()  # GDAL reads the user's own
 
 
-def test_a_run_decodes_each_read_on_one_gdal_thread_unless_the_user_sets_it(monkeypatch):
-    import rasterio.env
-
-    from cloudmask_cli.remote import gdal_env
-
-    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
-    with gdal_env():
-        assert rasterio.env.getenv()["GDAL_NUM_THREADS"] == 1
-    monkeypatch.setenv("GDAL_NUM_THREADS", "ALL_CPUS")
-    with gdal_env():
-        assert "GDAL_NUM_THREADS" not in rasterio.env.getenv()
-
-
 def test_evaluate_scores_the_masks_run_writes(tmp_path, tiny_weights):
     # `cloudmask evaluate` used the 7-class argmax for its cloud and invalid figures, so they
     # described another mask than `cloudmask run --style cloud|valid` writes
