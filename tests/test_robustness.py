@@ -23,8 +23,8 @@ def test_gain_and_offset_touch_reflectance_only() -> None:
     x = image()
     thermal = [i for i, b in enumerate(L8) if b.type != "reflectance"]
     assert thermal == [7]
-    y, kept = get_perturbation("gain0.8")(x, L8, "s")
-    assert kept == list(range(8)) and np.allclose(y[:7], 0.8 * x[:7]) and np.array_equal(y[7], x[7])
+    y, fed = get_perturbation("gain0.8")(x, L8, "s")
+    assert fed == list(L8) and np.allclose(y[:7], 0.8 * x[:7]) and np.array_equal(y[7], x[7])
     y, _ = get_perturbation("offset-0.02")(x, L8, "s")
     assert np.allclose(y[:7], x[:7] - 0.02) and np.array_equal(y[7], x[7])
     assert np.array_equal(x, image())  # the input is not changed in place
@@ -46,12 +46,12 @@ def test_band_set_perturbations_drop_the_named_bands() -> None:
     x = image()
     names = [b.name for b in L8]
     for what, gone in (("no_swir", {"B6", "B7"}), ("no_thermal", {"B10"}), ("no_cirrus", {"B9"})):
-        y, kept = get_perturbation(what)(x, L8, "s")
-        assert {names[i] for i in range(8)} - {names[i] for i in kept} == gone, what
-        assert np.array_equal(y, x[kept])
+        y, fed = get_perturbation(what)(x, L8, "s")
+        assert set(names) - {b.name for b in fed} == gone, what
+        assert np.array_equal(y, x[[names.index(b.name) for b in fed]])
     s2 = sensor_bands("sentinel2_msi", ["B02", "B03", "B04"])
-    y, kept = get_perturbation("no_swir")(image(3), s2, "s")
-    assert kept == [0, 1, 2]  # nothing to drop: the bands as they are
+    y, fed = get_perturbation("no_swir")(image(3), s2, "s")
+    assert fed == list(s2)  # nothing to drop: the bands as they are
     with pytest.raises(ValueError, match="unknown perturbation 'gain2'"):
         get_perturbation("gain2")
     assert set(PERTURBATIONS) >= {"gain0.8", "gain1.2", "offset+0.02", "no_swir"}
@@ -60,18 +60,30 @@ def test_band_set_perturbations_drop_the_named_bands() -> None:
 def test_sensor_band_sets_keep_one_band_per_window() -> None:
     s2 = sensor_bands("sentinel2_msi", ["B01", "B02", "B03", "B04", "B05", "B08", "B8A", "B09",
                                         "B10", "B11", "B12"])  # fmt: skip
-    names = [b.name for b in s2]
-    _, kept = get_perturbation("tm6")(image(11), s2, "s")
-    assert [names[i] for i in kept] == ["B02", "B03", "B04", "B08", "B11", "B12"]  # B8 not B8A
-    y, kept = get_perturbation("rgbn")(image(11), s2, "s")
-    assert [names[i] for i in kept] == ["B02", "B03", "B04", "B08"] and y.shape[0] == 4
+    _, fed = get_perturbation("tm6")(image(11), s2, "s")
+    assert [b.name for b in fed] == ["B02", "B03", "B04", "B08", "B11", "B12"]  # B8 not B8A
+    y, fed = get_perturbation("rgbn")(image(11), s2, "s")
+    assert [b.name for b in fed] == ["B02", "B03", "B04", "B08"] and y.shape[0] == 4
     l8 = sensor_bands("landsat8_oli_tirs", ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B10"])
-    _, kept = get_perturbation("tm6")(image(9), l8, "s")
+    _, fed = get_perturbation("tm6")(image(9), l8, "s")
     # no coastal, pan or thermal band
-    assert [l8[i].name for i in kept] == ["B2", "B3", "B4", "B5", "B6", "B7"]
+    assert [b.name for b in fed] == ["B2", "B3", "B4", "B5", "B6", "B7"]
     thermal = sensor_bands("landsat8_oli_tirs", ["B10", "B11"])
-    y, kept = get_perturbation("tm6")(image(2), thermal, "s")
-    assert kept == [0, 1] and np.array_equal(y, image(2))  # none of the set: left whole
+    y, fed = get_perturbation("tm6")(image(2), thermal, "s")
+    assert fed == list(thermal) and np.array_equal(y, image(2))  # none of the set: left whole
+
+
+def test_other_sensor_perturbations_feed_that_sensors_bands() -> None:
+    l8 = sensor_bands("landsat8_oli_tirs", ["B2", "B3", "B4", "B5", "B6", "B7", "B10"])
+    dem = sensor_bands("dem", ["elevation"])
+    x = np.concatenate([image(7), image(1)])
+    y, fed = get_perturbation("as_tm5")(x, l8 + dem, "s")
+    assert [b.name for b in fed] == ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]  # no DEM
+    assert fed[0].wavelength == (452, 518) and np.allclose(y[0], x[0])  # TM blue from OLI blue
+    _, fed = get_perturbation("as_perusat1")(image(7), l8, "s")
+    assert [b.name for b in fed] == ["blue", "green", "red", "nir", "pan"]
+    _, fed = get_perturbation("as_etm7")(image(1), dem, "s")
+    assert fed == list(dem)  # nothing of ETM+ made from a DEM: left whole
 
 
 def test_jitter_draws_nothing_when_disabled() -> None:

@@ -23,6 +23,7 @@ from cloudmask_cli.errors import InputError
 from cloudmask_cli.schema import checked, parse, reads_on, schema
 from cloudmask_cli.training.augment import Augmentation, BandSampling, CropFocus
 from cloudmask_cli.training.labels import CLOUD_BITS, CLOUD_FREE, load_scheme
+from cloudmask_cli.training.other_sensors import OtherSensors
 from cloudmask_cli.training.rules import RULES, RuledSample
 from cloudmask_cli.training.teacher import TaughtSample, Teacher
 
@@ -221,6 +222,8 @@ class TrainConfig:
     loss: LossWeights = LossWeights()
     optimiser: Optimiser = Optimiser()
     focus: CropFocus = CropFocus()  # crops centred on rare decided classes (training.datasets)
+    # crops fed as sensors no labelled sample comes from (training.other_sensors)
+    other_sensors: OtherSensors = OtherSensors()
     synthetic: dict[str, Any] | None = None  # SyntheticClouds settings; None: no synthetic clouds
     ground: dict[str, Any] | None = None  # BrightGround settings; None: no synthetic bright ground
     surfaces: dict[str, Any] | None = None  # SnowAndWater settings; None: no synthetic snow/water
@@ -282,6 +285,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("path")
+        if self.other_sensors == OtherSensors():  # configs from before it record what they did
+            d.pop("other_sensors")
         return json.loads(json.dumps(d))  # plain lists and dicts, as YAML and JSON store them
 
 
@@ -297,7 +302,7 @@ def parse_config(data: Any, path: str = "<config>", base: Path | None = None) ->
     if "path" in data:  # set from the file's name, never written
         raise InputError(path, "unknown key(s) ['path'] (the config's own path is not a key)")
     # a section left empty (every line commented out: YAML null) takes its defaults
-    sections = ("bands", "augment", "loss", "optimiser", "focus")
+    sections = ("bands", "augment", "loss", "optimiser", "focus", "other_sensors")
     data = {k: v for k, v in data.items() if not (k in sections and v is None)}
     cfg = parse(TrainConfig, data, path)
     sets = []

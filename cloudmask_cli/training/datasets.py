@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Sampler
 from cloudmask_cli.classes import CLASSES
 from cloudmask_cli.descriptors import LENGTH
 from cloudmask_cli.inference.tiling import tiles
+from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.augment import (
     Augmentation,
     BandSampling,
@@ -34,6 +35,7 @@ from cloudmask_cli.training.labels import (
     load_scheme,
     possible_from_bits,
 )
+from cloudmask_cli.training.other_sensors import OtherSensors, as_sensor
 from cloudmask_cli.training.sample import Box, RawSample
 from cloudmask_cli.training.surfaces import SnowAndWater
 from cloudmask_cli.training.synthetic import SyntheticClouds
@@ -75,8 +77,8 @@ def _item(
     return x, bits
 
 
-def _pack(sample: RawSample, band_idx: list[int], x: np.ndarray, bits: np.ndarray) -> dict:
-    desc = np.stack([sample.bands[i].descriptor for i in band_idx]).astype(np.float32)
+def _pack(fed: Sequence[Band], x: np.ndarray, bits: np.ndarray) -> dict:
+    desc = np.stack([b.descriptor for b in fed]).astype(np.float32)
     return {
         "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
         "descriptors": torch.from_numpy(desc),
@@ -102,6 +104,7 @@ class TrainingDataset(Dataset):
         ground: BrightGround | None = None,
         surfaces: SnowAndWater | None = None,
         focus: CropFocus = CropFocus(),
+        other_sensors: OtherSensors = OtherSensors(),
     ) -> None:
         self.samples = list(samples)
         self.crop = crop
@@ -112,6 +115,7 @@ class TrainingDataset(Dataset):
         self.ground = ground
         self.surfaces = surfaces
         self.focus = focus
+        self.other_sensors = other_sensors
         self._positions: dict[int, dict[int, np.ndarray]] = {}  # per sample, read once
 
     def _focused(self, index: int, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -135,7 +139,11 @@ class TrainingDataset(Dataset):
         rng = np.random.default_rng([self.seed, 0x5EED, draw])
         sample = self.samples[index]
         h, w = sample.shape
-        band_idx = choose_bands(sample.bands, rng, self.bands)
+        # fed as another sensor: every band read, the subset drawn from the bands made of them
+        # (no draw when off, so earlier runs keep their stream)
+        target = self.other_sensors.draw(rng)
+        band_idx = (list(range(len(sample.bands))) if target is not None
+                    else choose_bands(sample.bands, rng, self.bands))  # fmt: skip
         # no draw at all when off: the runs made before focusing keep their crops
         centre = self._focused(index, rng) if self.focus.p > 0 else None
         # the crop's footprint in sample pixels: `crop` unless the ground sampling distance is
@@ -175,8 +183,12 @@ class TrainingDataset(Dataset):
                 pixel = (pixel or self.synthetic.pixel_size) * size / self.crop  # resampled
             x, possible = self.synthetic(x, fed, possible_from_bits(bits), rng, pixel_size=pixel)
             bits = bits_from_possible(possible)
+        if target is not None:
+            x, fed = as_sensor(x, fed, target, self.other_sensors.min_cover)
+            keep = choose_bands(fed, rng, self.bands)
+            x, fed = x[keep], [fed[i] for i in keep]
         x = jitter_radiometry(x, fed, rng, self.aug)
-        return _pack(sample, band_idx, x, bits)
+        return _pack(fed, x, bits)
 
 
 class MixedSampler(Sampler[Key]):
@@ -244,7 +256,7 @@ class ValidationDataset(Dataset):
         sample = self.samples[i]
         band_idx = list(range(len(sample.bands)))
         x, bits = _item(sample, box, band_idx, self.crop)
-        return _pack(sample, band_idx, x, bits)
+        return _pack(sample.bands, x, bits)
 
 
 def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:

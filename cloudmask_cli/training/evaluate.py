@@ -279,11 +279,10 @@ def score_sets(
         # no data where the unperturbed input has none: a perturbation scores the same pixels
         has_data = np.isfinite(x).any(axis=0)
         ref[~has_data] = NO_DATA_BITS
-        if perturb is not None:
-            x, kept = perturb(x, [sample.bands[i] for i in idx], sample.id)
-            idx = [idx[k] for k in kept]
-        desc = np.stack([sample.bands[i].descriptor for i in idx]).astype(np.float32)
         fed = [sample.bands[i] for i in idx]
+        if perturb is not None:
+            x, fed = perturb(x, fed, sample.id)
+        desc = np.stack([b.descriptor for b in fed]).astype(np.float32)
         blender = StripBlender(ref.shape, len(CLASSES), window, overlap)
 
         def score_rows(row: int) -> None:  # rows above `row` are final: scored, then dropped

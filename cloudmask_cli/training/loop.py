@@ -491,14 +491,14 @@ def set_up_model(
 
 
 def set_up_data(cfg: TrainConfig, dist: Dist, splits: Splits | None = None) -> TrainData:
-    """The training dataset (crops, augmentation, synthetic clouds, ground and surfaces) with
-    its mixing sampler, and the validation and selection loaders (``splits`` as `load_splits`
-    returns them; the config's datasets when None)."""
+    """The training dataset (crops, augmentation, synthetic clouds, ground, surfaces, other
+    sensors) with its mixing sampler, and the validation and selection loaders (``splits`` as
+    `load_splits` returns them; the config's datasets when None)."""
     train_sets, val_sets, select_sets = splits if splits is not None else load_splits(cfg)
     samples = [s for group in train_sets for s in group]
     dataset = TrainingDataset(samples, cfg.crop, cfg.bands, cfg.augment, cfg.seed,
                               cfg.synthetic_clouds, cfg.bright_ground, cfg.snow_and_water,
-                              cfg.focus)  # fmt: skip
+                              cfg.focus, cfg.other_sensors)  # fmt: skip
     draws = cfg.steps_per_epoch * cfg.batch_size * dist.world
     sampler = MixedSampler([len(g) for g in train_sets], [d.weight for d in cfg.datasets], draws,
                            cfg.seed, dist.rank, dist.world)  # fmt: skip

@@ -1,10 +1,11 @@
 """Radiometric and band-set perturbations of evaluation inputs: how far a mask moves when the
 same scene arrives with another calibration, level or band set (issue: robust to radiometry).
 
-A perturbation maps a sample's physical bands to perturbed ones and the bands kept:
-``perturb(x, bands, key) -> (x, kept indices)``; ``key`` seeds any randomness (per sample, so a
+A perturbation maps a sample's physical bands to perturbed ones and the bands fed:
+``perturb(x, bands, key) -> (x, bands)``; ``key`` seeds any randomness (per sample, so a
 rerun scores the same pixels the same way). Reflectance bands only are changed by gains and
-offsets; thermal, SAR and DEM bands pass through.
+offsets; thermal, SAR and DEM bands pass through. The ``as_*`` perturbations feed the sample as
+a sensor no labelled sample comes from (`training.other_sensors`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from cloudmask_cli.sensors import Band
+from cloudmask_cli.sensors import OPTICAL, Band
+from cloudmask_cli.training.other_sensors import as_sensor, sensor_bands
 
-Perturbation = Callable[[np.ndarray, Sequence[Band], str], tuple[np.ndarray, list[int]]]
+Perturbation = Callable[[np.ndarray, Sequence[Band], str], tuple[np.ndarray, list[Band]]]
 
 
 def _mid(band: Band) -> float:
@@ -30,19 +32,19 @@ def _refl(bands: Sequence[Band]) -> list[int]:
 
 
 def gain(g: float) -> Perturbation:
-    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[int]]:
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
         x = x.copy()
         x[_refl(bands)] *= np.float32(g)
-        return x, list(range(len(bands)))
+        return x, list(bands)
 
     return perturb
 
 
 def offset(o: float) -> Perturbation:
-    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[int]]:
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
         x = x.copy()
         x[_refl(bands)] += np.float32(o)
-        return x, list(range(len(bands)))
+        return x, list(bands)
 
     return perturb
 
@@ -50,12 +52,12 @@ def offset(o: float) -> Perturbation:
 def band_gain_noise(g: float) -> Perturbation:
     """Each reflectance band under its own gain, uniform in [1 - g, 1 + g] (seeded by ``key``)."""
 
-    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[int]]:
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
         refl = _refl(bands)
         rng = np.random.default_rng(zlib.crc32(key.encode()))
         x = x.copy()
         x[refl] *= rng.uniform(1 - g, 1 + g, len(refl)).astype(np.float32)[:, None, None]
-        return x, list(range(len(bands)))
+        return x, list(bands)
 
     return perturb
 
@@ -63,9 +65,9 @@ def band_gain_noise(g: float) -> Perturbation:
 def without(what: str, test: Callable[[Band], bool]) -> Perturbation:
     """The bands for which ``test`` holds left out (all kept when that would leave none)."""
 
-    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[int]]:
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
         kept = [i for i, b in enumerate(bands) if not test(b)]
-        return (x[kept], kept) if kept else (x, list(range(len(bands))))
+        return (x[kept], [bands[i] for i in kept]) if kept else (x, list(bands))
 
     perturb.__doc__ = f"without the {what} bands"
     return perturb
@@ -96,16 +98,30 @@ def only(what: str, band_set: Sequence[tuple[str, tuple[int, int], int]]) -> Per
     thermal, SAR and DEM left out, as in a stack cut to that sensor's bands. A sample with none
     of them is left whole."""
 
-    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[int]]:
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
         kept = []
         for _, (lo, hi), centre in band_set:
             inside = [i for i in _refl(bands) if _in(bands[i], lo, hi)]
             if inside:
                 kept.append(min(inside, key=lambda i: abs(_mid(bands[i]) - centre)))
         kept = sorted(set(kept))
-        return (x[kept], kept) if kept else (x, list(range(len(bands))))
+        return (x[kept], [bands[i] for i in kept]) if kept else (x, list(bands))
 
     perturb.__doc__ = f"only the {what} bands"
+    return perturb
+
+
+def as_other(name: str) -> Perturbation:
+    """The sample fed as the bundled sensor ``name``: the bands its own bands cover, made over
+    that sensor's windows; SAR and DEM left out, as in a stack of that sensor."""
+
+    def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
+        optical = [i for i, b in enumerate(bands) if b.type in OPTICAL]
+        own = x[optical]
+        y, made = as_sensor(own, [bands[i] for i in optical], sensor_bands(name))
+        return (x, list(bands)) if y is own else (y, made)  # nothing made: left whole
+
+    perturb.__doc__ = f"fed as {name}"
     return perturb
 
 
@@ -120,6 +136,9 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "no_cirrus": without("cirrus (1.36-1.39 um)", lambda b: _in(b, 1350, 1400)),
     "tm6": only("six Landsat TM (blue, green, red, NIR, SWIR1, SWIR2)", TM6),
     "rgbn": only("four visible and NIR", RGBN),
+    "as_tm5": as_other("landsat5_tm"),
+    "as_etm7": as_other("landsat7_etm"),
+    "as_perusat1": as_other("perusat1_naomi"),
 }
 
 
