@@ -8,7 +8,9 @@ with a message in the house style ("select_on must be loss, f1 or last, got 'x'"
 own check is a pydantic ``field_validator`` raising ``ValueError`` (rendered "key: message")
 or `reads_on` (rendered "key must ...").
 `parse` validates a parsed YAML mapping into one; `problem` renders a `ValidationError` as
-the one line that follows the file name.
+the one line that follows the file name. `Number`, `Probability` and `Span` with `span` are the
+field types of augmentation settings: a number, one in [0, 1], a [min, max] drawn from (one
+number: both ends); `Settings.from_config` builds such a section from its mapping.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ import dataclasses
 import typing
 from collections.abc import Callable
 from os import PathLike
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 from typing_extensions import dataclass_transform  # typing's own is Python 3.11+
@@ -151,3 +160,50 @@ def _adapter(cls: type[T]) -> TypeAdapter[T]:
     if cls not in _ADAPTERS:
         _ADAPTERS[cls] = TypeAdapter(cls)
     return _ADAPTERS[cls]
+
+
+def _probability(v: float) -> float:
+    if not 0.0 <= v <= 1.0:
+        raise reads_on(f"must be in [0, 1], got {v}")
+    return v
+
+
+# numbers as YAML writes them (an int is a float; a bool or a quoted string is not)
+Number = Annotated[float, Strict()]
+Probability = Annotated[float, Strict(), AfterValidator(_probability)]
+Span = tuple[float, float]  # annotated with `span(lo, hi)`
+
+
+def span(lo: float, hi: float) -> BeforeValidator:
+    """A ``tuple[float, float]`` field's check: ``[min, max]`` within ``[lo, hi]``, or one
+    number (both ends)."""
+
+    def check(v: Any) -> tuple[float, float]:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = (v, v)
+        if (
+            not isinstance(v, (list, tuple))
+            or len(v) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        ):
+            raise reads_on(f"must be a number or [min, max], got {v!r}")
+        a, b = float(v[0]), float(v[1])
+        if not lo <= a <= b <= hi:
+            raise reads_on(f"must satisfy {lo} <= min <= max <= {hi}, got {list(v)}")
+        return a, b
+
+    return BeforeValidator(check)
+
+
+class Settings:
+    """A training config section built from its mapping by ``from_config`` (a ``@schema``
+    class naming itself in ``WHAT``, which starts each error: "bright ground: p must be ...")."""
+
+    WHAT: typing.ClassVar[str] = "settings"
+
+    @classmethod
+    def from_config(cls: type[T], config: dict[str, Any] | None) -> T:
+        try:
+            return validated(cls, dict(config or {}))
+        except ValueError as exc:
+            raise ValueError(f"{cls.WHAT}: {exc}") from None  # type: ignore[attr-defined]

@@ -25,17 +25,16 @@ or over patches (a semi-arid mosaic); their label becomes land. SAR, incidence a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 
 from cloudmask_cli.classes import CLASSES
+from cloudmask_cli.schema import Probability, Settings, Span, schema, span
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.synthetic import (
     REFLECTIVE,
     THERMAL,
-    RangedAugmentation,
     _band_samples,
     _wv_transmittance,
     fractal_noise,
@@ -64,8 +63,8 @@ def soil_reflectance(
     return np.mean(surface + haze * (lam / 450.0) ** -4.0, axis=1).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class BrightGround(RangedAugmentation):
+@schema
+class BrightGround(Settings):
     """Training augmentation: with probability ``p``, rewrite clear land as bright ground.
 
     ``level``: reflectance at 1.65 um; ``contrast``: exponent on each pixel's relative
@@ -74,23 +73,15 @@ class BrightGround(RangedAugmentation):
     ``patchy``: probability that only patches of the crop (``cover`` of it) are rewritten.
     """
 
-    p: float = 0.25
-    level: tuple[float, float] = (0.2, 0.55)
-    contrast: tuple[float, float] = (0.3, 1.0)
-    warming: tuple[float, float] = (0.0, 15.0)
-    haze: tuple[float, float] = (0.03, 0.09)
-    patchy: float = 0.5
-    cover: tuple[float, float] = (0.3, 0.9)
+    p: Probability = 0.25
+    level: Annotated[Span, span(0.0, 1.0)] = (0.2, 0.55)
+    contrast: Annotated[Span, span(0.0, 2.0)] = (0.3, 1.0)
+    warming: Annotated[Span, span(-30.0, 30.0)] = (0.0, 15.0)
+    haze: Annotated[Span, span(0.0, 0.3)] = (0.03, 0.09)
+    patchy: Probability = 0.5
+    cover: Annotated[Span, span(0.0, 1.0)] = (0.3, 0.9)
 
     WHAT: ClassVar[str] = "bright ground"
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "level": (0.0, 1.0),
-        "contrast": (0.0, 2.0),
-        "warming": (-30.0, 30.0),
-        "haze": (0.0, 0.3),
-        "cover": (0.0, 1.0),
-    }
-    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p", "patchy")
 
     def __call__(
         self,

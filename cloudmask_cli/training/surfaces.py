@@ -25,18 +25,17 @@ then lie over snow and water too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 
 from cloudmask_cli.classes import CLASSES
+from cloudmask_cli.schema import Probability, Settings, Span, schema, span
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.ground import _cloudy, blend_spectrum, checked, patch_weight
 from cloudmask_cli.training.synthetic import (
     REFLECTIVE,
     THERMAL,
-    RangedAugmentation,
     _band_samples,
     _wv_transmittance,
 )
@@ -79,32 +78,24 @@ def water_reflectance(
     return np.mean(surface + haze * (lam / 450.0) ** -4.0, axis=1).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class SnowAndWater(RangedAugmentation):
+@schema
+class SnowAndWater(Settings):
     """Training augmentation: with probability ``p``, patches of a clear crop become snow (with
     probability ``snow``) or open water. ``snow_level``: visible reflectance of the snow;
     ``snow_cover`` / ``water_cover``: the share of the crop a patch covers; ``whole_snow``: the
     probability that snow covers the whole crop; ``haze``: Rayleigh path reflectance at 450 nm;
     ``snow_kelvin``: snow surface temperature."""
 
-    p: float = 0.3
-    snow: float = 0.5
-    snow_level: tuple[float, float] = (0.35, 0.95)
-    snow_cover: tuple[float, float] = (0.2, 0.9)
-    water_cover: tuple[float, float] = (0.05, 0.5)
-    whole_snow: float = 0.25
-    haze: tuple[float, float] = (0.0, 0.08)
-    snow_kelvin: tuple[float, float] = (245.0, 273.0)
+    p: Probability = 0.3
+    snow: Probability = 0.5
+    snow_level: Annotated[Span, span(0.0, 1.5)] = (0.35, 0.95)
+    snow_cover: Annotated[Span, span(0.0, 1.0)] = (0.2, 0.9)
+    water_cover: Annotated[Span, span(0.0, 1.0)] = (0.05, 0.5)
+    whole_snow: Probability = 0.25
+    haze: Annotated[Span, span(0.0, 0.3)] = (0.0, 0.08)
+    snow_kelvin: Annotated[Span, span(150.0, 274.0)] = (245.0, 273.0)
 
     WHAT: ClassVar[str] = "snow and water"
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "snow_level": (0.0, 1.5),
-        "snow_cover": (0.0, 1.0),
-        "water_cover": (0.0, 1.0),
-        "haze": (0.0, 0.3),
-        "snow_kelvin": (150.0, 274.0),
-    }
-    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p", "snow", "whole_snow")
 
     def __call__(
         self,

@@ -59,14 +59,15 @@ module is a few hundred lines of numpy, deterministic, offline, and takes ~12-20
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from cloudmask_cli.classes import CLASSES
+from cloudmask_cli.schema import Number, Probability, Settings, Span, schema, span
 from cloudmask_cli.sensors import Band
 
 # Opacity thresholds that decide the labels (see the module docstring).
@@ -522,67 +523,8 @@ def render_clouds(
 # --- augmentation -------------------------------------------------------------------------------
 
 
-class RangedAugmentation:
-    """Base of the augmentation dataclasses built from a training config's YAML mapping.
-
-    Subclasses name themselves in ``WHAT`` (for error messages), give the limits of their range
-    fields in ``RANGES`` ([min, max] or one number in the YAML) and list the fields that are
-    probabilities in ``PROBABILITIES``; any other field is a number, unknown keys fail.
-    """
-
-    WHAT: ClassVar[str]
-    RANGES: ClassVar[dict[str, tuple[float, float]]]
-    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p",)
-
-    def __post_init__(self) -> None:
-        for name in self.PROBABILITIES:
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{self.WHAT}: {name} must be in [0, 1], got {v}")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> Any:
-        """Build from a YAML mapping; keys are the field names."""
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(
-                f"{cls.WHAT}: unknown key(s) {', '.join(sorted(unknown))} "
-                f"(expected {', '.join(sorted(known))})"
-            )
-        kw: dict[str, Any] = {}
-        for key, value in config.items():
-            if key in cls.RANGES:
-                kw[key] = _range(value, key, *cls.RANGES[key], what=cls.WHAT)
-            elif not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"{cls.WHAT}: {key} must be a number, got {value!r}")
-            else:
-                kw[key] = float(value)
-        return cls(**kw)
-
-
-def _range(
-    value: Any, name: str, lo: float, hi: float, what: str = "synthetic clouds"
-) -> tuple[float, float]:
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: {name} must be a number or [min, max], got {value!r}")
-    if isinstance(value, (int, float)):
-        value = (value, value)
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) for v in value)
-    ):
-        raise ValueError(f"{what}: {name} must be a number or [min, max], got {value!r}")
-    a, b = float(value[0]), float(value[1])
-    if not lo <= a <= b <= hi:
-        raise ValueError(f"{what}: {name} must satisfy {lo} <= min <= max <= {hi}")
-    return a, b
-
-
-@dataclass(frozen=True)
-class SyntheticClouds(RangedAugmentation):
+@schema
+class SyntheticClouds(Settings):
     """Training augmentation: with probability ``p``, render clouds with parameters drawn from
     the ranges below (km for heights, degrees for the sun elevation, metres for pixel_size).
 
@@ -592,36 +534,21 @@ class SyntheticClouds(RangedAugmentation):
     the sample's own thermal bands.
     """
 
-    p: float = 0.5
-    cover: tuple[float, float] = (0.05, 0.7)
-    thin_fraction: tuple[float, float] = (0.0, 0.6)
-    sun_elevation: tuple[float, float] = (20.0, 70.0)
-    cloud_height: tuple[float, float] = (0.5, 4.0)
-    cirrus_height: tuple[float, float] = (7.0, 12.0)
-    thin_layer_p: float = 0.15
-    pixel_size: float = 30.0
-    water_dark: float = 0.0  # NIR/SWIR reflectance under which shadowed water stays water too
+    p: Probability = 0.5
+    cover: Annotated[Span, span(0.0, 1.0)] = (0.05, 0.7)
+    thin_fraction: Annotated[Span, span(0.0, 1.0)] = (0.0, 0.6)
+    sun_elevation: Annotated[Span, span(1.0, 90.0)] = (20.0, 70.0)
+    cloud_height: Annotated[Span, span(0.0, 20.0)] = (0.5, 4.0)
+    cirrus_height: Annotated[Span, span(0.0, 20.0)] = (7.0, 12.0)
+    thin_layer_p: Probability = 0.15
+    pixel_size: Number = 30.0
+    water_dark: Probability = 0.0  # NIR/SWIR reflectance under which shadowed water stays water
 
     WHAT: ClassVar[str] = "synthetic clouds"
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "cover": (0.0, 1.0),
-        "thin_fraction": (0.0, 1.0),
-        "sun_elevation": (1.0, 90.0),
-        "cloud_height": (0.0, 20.0),
-        "cirrus_height": (0.0, 20.0),
-    }
-    PROBABILITIES: ClassVar[tuple[str, ...]] = ("p", "thin_layer_p")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.pixel_size <= 0:
-            raise ValueError(
-                f"synthetic clouds: pixel_size must be positive, got {self.pixel_size}"
-            )
-        if not 0.0 <= self.water_dark <= 1.0:
-            raise ValueError(
-                f"synthetic clouds: water_dark must be in [0, 1], got {self.water_dark}"
-            )
+            raise ValueError(f"pixel_size must be positive, got {self.pixel_size}")
 
     def __call__(
         self,

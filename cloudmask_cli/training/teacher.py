@@ -25,8 +25,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from pydantic import StrictBool, field_validator
 
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.schema import reads_on, schema, validated
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.labels import (
     BIT,
@@ -56,38 +58,42 @@ CALLS: dict[str, int] = {
 TEACHERS = ("ukis-csmask", "ukis-csmask-l2a")
 
 
-@dataclass(frozen=True)
+@schema
 class Teacher:
     """A teacher's settings (a dataset's ``teacher:`` in a training config)."""
 
     peer: str = "ukis-csmask"
     threshold: float = 0.9
     trust: tuple[str, ...] = ("clear",)
-    over_cloud: bool = False  # trusted clear / shadow calls may remove a set's cloud classes
+    over_cloud: StrictBool = False  # trusted clear / shadow calls may remove a set's cloud classes
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.5 < v <= 1:
+            # above 0.5 the top call is the only one that can reach it
+            raise reads_on(f"must be in (0.5, 1], got {v!r}")
+        return v
+
+    @field_validator("trust", mode="before")
+    @classmethod
+    def _trust(cls, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or not v:
+            raise reads_on(f"must list some of {', '.join(CALLS)}, got {v!r}")
+        return v
+
+    def __post_init__(self) -> None:
+        if self.peer not in TEACHERS:
+            raise ValueError(f"unknown teacher peer {self.peer!r} (known: {', '.join(TEACHERS)})")
+        if unknown := [n for n in self.trust if n not in CALLS]:
+            raise ValueError(f"unknown trust name(s) {unknown} (known: {', '.join(CALLS)})")
 
     @classmethod
     def from_config(cls, raw: Any) -> Teacher:
         """Validate a ``teacher:`` mapping (ValueError saying what is wrong)."""
         if not isinstance(raw, dict):
             raise ValueError("must be a mapping, e.g. {peer: ukis-csmask, threshold: 0.9}")
-        known = {"peer", "threshold", "trust", "over_cloud"}
-        if unknown := sorted(set(raw) - known):
-            raise ValueError(f"unknown key(s) {unknown} (known: {sorted(known)})")
-        trust = raw.get("trust", list(cls.trust))
-        if not isinstance(trust, (list, tuple)) or not trust:
-            raise ValueError(f"trust must list some of {', '.join(CALLS)}, got {trust!r}")
-        t = cls(**{**raw, "trust": tuple(trust)})
-        if t.peer not in TEACHERS:
-            raise ValueError(f"unknown teacher peer {t.peer!r} (known: {', '.join(TEACHERS)})")
-        th = t.threshold
-        if isinstance(th, bool) or not isinstance(th, (int, float)) or not 0.5 < th <= 1:
-            # above 0.5 the top call is the only one that can reach it
-            raise ValueError(f"threshold must be in (0.5, 1], got {th!r}")
-        if unknown := [n for n in t.trust if n not in CALLS]:
-            raise ValueError(f"unknown trust name(s) {unknown} (known: {', '.join(CALLS)})")
-        if not isinstance(t.over_cloud, bool):
-            raise ValueError("over_cloud must be true or false")
-        return t
+        return validated(cls, raw)
 
     def to_dict(self) -> dict[str, Any]:
         return {
