@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import require
+from product_writers import write_landsat
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
@@ -68,7 +69,7 @@ def test_every_format_and_container_gives_identical_values(tmp_path, spacecraft)
     variants = [("txt", False), ("xml", False), ("json", False), ("txt", True), ("json", True)]
     results = []
     for fmt, tar in variants:
-        product = demo.write_landsat(
+        product = write_landsat(
             tmp_path / f"{fmt}{tar}", spacecraft=spacecraft, mtl_format=fmt, tar=tar, size=48
         )
         assert landsat.identify(product)
@@ -277,7 +278,7 @@ def test_mtl_not_a_number(tmp_path):
 
 
 def test_broken_json_mtl(tmp_path):
-    product = demo.write_landsat(tmp_path, mtl_format="json", size=24)
+    product = write_landsat(tmp_path, mtl_format="json", size=24)
     mtl = file_of(product, "MTL.json")
     mtl.write_text(mtl.read_text()[:-200])
     raises(product, str(mtl), "JSON")
@@ -375,7 +376,7 @@ def test_sensor_override_must_match_the_product(tmp_path):
 def test_mtl_encodings_parse_to_the_same_values(tmp_path):
     parsed = []
     for fmt in ("txt", "xml", "json"):
-        product = demo.write_landsat(tmp_path / fmt, spacecraft="LE07", mtl_format=fmt, size=24)
+        product = write_landsat(tmp_path / fmt, spacecraft="LE07", mtl_format=fmt, size=24)
         parsed.append(read_mtl(file_of(product, f"MTL.{fmt}")))
     for mtl in parsed:
         summary = mtl.summary()

@@ -9,24 +9,20 @@ Real-data tier: the real L2SP MTLs (txt, xml, json) with rasters of the file nam
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 from conftest import require
-from rasterio.crs import CRS
-from rasterio.io import MemoryFile
+from product_writers import to_json
 from rasterio.windows import Window
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
 from cloudmask_cli.demo import landsat as demo
-from cloudmask_cli.demo.landsat import _Num, _to_json, _to_odl
+from cloudmask_cli.demo.landsat import Num, tif, to_odl, write_product
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.products import landsat, open_product
 from cloudmask_cli.products.mtl import read_mtl
@@ -71,16 +67,6 @@ def fills() -> tuple[np.ndarray, np.ndarray]:
     return dn0, qa_only
 
 
-def _tif(array: np.ndarray) -> bytes:
-    profile = {"driver": "GTiff", "width": SIZE, "height": SIZE, "count": 1,
-               "dtype": array.dtype.name, "crs": CRS.from_epsg(32633), "compress": "deflate",
-               "transform": Affine(30, 0, 399585, 0, -30, 4800015)}  # fmt: skip
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(array, 1)
-        return mem.read()
-
-
 def mtl_tree(spacecraft: str, omit: str | None = None) -> dict:
     """An L2SP MTL in the real layout; ``omit`` drops one Level-2 key (a broken MTL)."""
     sc_id, sensor_id, refl, thermal = MISSIONS[spacecraft]
@@ -92,7 +78,7 @@ def mtl_tree(spacecraft: str, omit: str | None = None) -> dict:
         "DIGITAL_OBJECT_IDENTIFIER": "https://doi.org/10.5066/P9OGBGM6",
         "LANDSAT_PRODUCT_ID": pid,
         "PROCESSING_LEVEL": "L2SP",
-        "COLLECTION_NUMBER": _Num("02"),
+        "COLLECTION_NUMBER": Num("02"),
         "COLLECTION_CATEGORY": "T1",
         "OUTPUT_FORMAT": "GEOTIFF",
         **{f"FILE_NAME_BAND_{b}": f"{pid}_SR_B{b}.TIF" for b in refl},
@@ -100,46 +86,46 @@ def mtl_tree(spacecraft: str, omit: str | None = None) -> dict:
         "FILE_NAME_QUALITY_L1_PIXEL": f"{pid}_QA_PIXEL.TIF",
         "FILE_NAME_METADATA_ODL": f"{pid}_MTL.txt",
     }
-    sr = {f"REFLECTANCE_MULT_BAND_{b}": _Num("2.75e-05") for b in refl}
-    sr |= {f"REFLECTANCE_ADD_BAND_{b}": _Num("-0.2") for b in refl}
+    sr = {f"REFLECTANCE_MULT_BAND_{b}": Num("2.75e-05") for b in refl}
+    sr |= {f"REFLECTANCE_ADD_BAND_{b}": Num("-0.2") for b in refl}
     every = [*refl, "8", "9", thermal, "11"] if sc_id in ("LANDSAT_8", "LANDSAT_9") else refl
     tree = {"LANDSAT_METADATA_FILE": {
         "PRODUCT_CONTENTS": contents,
         "IMAGE_ATTRIBUTES": {
-            "SPACECRAFT_ID": sc_id, "SENSOR_ID": sensor_id, "WRS_PATH": _Num("191"),
-            "WRS_ROW": _Num("31"), "DATE_ACQUIRED": _Num("2022-03-22"),
-            "SCENE_CENTER_TIME": "09:53:21.7130210Z", "CLOUD_COVER": _Num("0.30"),
-            "SUN_AZIMUTH": _Num("149.29129302"), "SUN_ELEVATION": _Num("44.67055861"),
-            "EARTH_SUN_DISTANCE": _Num("0.9963259"),
+            "SPACECRAFT_ID": sc_id, "SENSOR_ID": sensor_id, "WRS_PATH": Num("191"),
+            "WRS_ROW": Num("31"), "DATE_ACQUIRED": Num("2022-03-22"),
+            "SCENE_CENTER_TIME": "09:53:21.7130210Z", "CLOUD_COVER": Num("0.30"),
+            "SUN_AZIMUTH": Num("149.29129302"), "SUN_ELEVATION": Num("44.67055861"),
+            "EARTH_SUN_DISTANCE": Num("0.9963259"),
         },
         "LEVEL2_PROCESSING_RECORD": {
             "LANDSAT_PRODUCT_ID": pid, "PROCESSING_LEVEL": "L2SP",
-            "DATE_PRODUCT_GENERATED": _Num("2022-03-24T04:50:21Z"),
+            "DATE_PRODUCT_GENERATED": Num("2022-03-24T04:50:21Z"),
             "PROCESSING_SOFTWARE_VERSION": "LPGS_15.6.0",
             "ALGORITHM_SOURCE_SURFACE_REFLECTANCE": "LaSRC_1.5.0",
         },
         "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS": sr,
         "LEVEL2_SURFACE_TEMPERATURE_PARAMETERS": {
-            f"TEMPERATURE_MULT_BAND_{st}": _Num("0.00341802"),
-            f"TEMPERATURE_ADD_BAND_{st}": _Num("149.0"),
+            f"TEMPERATURE_MULT_BAND_{st}": Num("0.00341802"),
+            f"TEMPERATURE_ADD_BAND_{st}": Num("149.0"),
         },
         # the Level-1 product this one was made from: its files are not in the product, and
         # its TOA rescaling must never be applied to surface-reflectance DN
         "LEVEL1_PROCESSING_RECORD": {
             "LANDSAT_SCENE_ID": "LC91910312022081LGN00", "LANDSAT_PRODUCT_ID": l1,
-            "PROCESSING_LEVEL": "L1TP", "DATE_PRODUCT_GENERATED": _Num("2022-03-22T19:33:12Z"),
+            "PROCESSING_LEVEL": "L1TP", "DATE_PRODUCT_GENERATED": Num("2022-03-22T19:33:12Z"),
             **{f"FILE_NAME_BAND_{b}": f"{l1}_B{b}.TIF" for b in every},
             "FILE_NAME_QUALITY_L1_PIXEL": f"{l1}_QA_PIXEL.TIF",
         },
         "LEVEL1_RADIOMETRIC_RESCALING": {
-            **{f"REFLECTANCE_MULT_BAND_{b}": _Num("2.0000E-05") for b in refl},
-            **{f"REFLECTANCE_ADD_BAND_{b}": _Num("-0.100000") for b in refl},
-            f"RADIANCE_MULT_BAND_{thermal}": _Num("3.8000E-04"),
-            f"RADIANCE_ADD_BAND_{thermal}": _Num("0.10000"),
+            **{f"REFLECTANCE_MULT_BAND_{b}": Num("2.0000E-05") for b in refl},
+            **{f"REFLECTANCE_ADD_BAND_{b}": Num("-0.100000") for b in refl},
+            f"RADIANCE_MULT_BAND_{thermal}": Num("3.8000E-04"),
+            f"RADIANCE_ADD_BAND_{thermal}": Num("0.10000"),
         },
         "LEVEL1_THERMAL_CONSTANTS": {
-            f"K1_CONSTANT_BAND_{thermal}": _Num("799.0284"),
-            f"K2_CONSTANT_BAND_{thermal}": _Num("1329.2405"),
+            f"K1_CONSTANT_BAND_{thermal}": Num("799.0284"),
+            f"K2_CONSTANT_BAND_{thermal}": Num("1329.2405"),
         },
     }}  # fmt: skip
     if omit is not None:
@@ -157,27 +143,14 @@ def write_l2sp(folder: Path, spacecraft: str = "LC08", *, fmt: str = "txt", tar:
     dn0, qa_only = fills()
     files = {}
     for i, b in enumerate(refl):
-        files[f"{pid}_SR_B{b}.TIF"] = _tif(np.where(dn0, 0, sr_dn(i)).astype(np.uint16))
-    files[f"{pid}_ST_B{thermal}.TIF"] = _tif(np.where(dn0, 0, st_dn()).astype(np.uint16))
+        files[f"{pid}_SR_B{b}.TIF"] = tif(np.where(dn0, 0, sr_dn(i)).astype(np.uint16))
+    files[f"{pid}_ST_B{thermal}.TIF"] = tif(np.where(dn0, 0, st_dn()).astype(np.uint16))
     qa = np.full((SIZE, SIZE), CLEAR_QA, np.uint16)
     qa[dn0 | qa_only] = 1
-    files[f"{pid}_QA_PIXEL.TIF"] = _tif(qa)
+    files[f"{pid}_QA_PIXEL.TIF"] = tif(qa)
     tree = mtl_tree(spacecraft, omit)
-    files[f"{pid}_MTL.{fmt}"] = (_to_odl(tree) if fmt == "txt" else _to_json(tree)).encode()
-    folder.mkdir(parents=True, exist_ok=True)
-    if tar:
-        archive = folder / f"{pid}.tar"
-        with tarfile.open(archive, "w") as tf:
-            for name in sorted(files):
-                info = tarfile.TarInfo(name)
-                info.size = len(files[name])
-                tf.addfile(info, io.BytesIO(files[name]))
-        return archive
-    product = folder / pid
-    product.mkdir()
-    for name, data in files.items():
-        (product / name).write_bytes(data)
-    return product
+    files[f"{pid}_MTL.{fmt}"] = (to_odl(tree) if fmt == "txt" else to_json(tree)).encode()
+    return write_product(folder, pid, files, tar)
 
 
 def read_all(scene) -> np.ndarray:
@@ -320,9 +293,9 @@ def test_real_l2sp_mtl_with_its_listed_files(shared_data, tmp_path, suffix):
     (product / mtl_file.name).symlink_to(mtl_file)
     refl = ["1", "2", "3", "4", "5", "6", "7"]
     for i, b in enumerate(refl):
-        (product / mtl.band_file(b)).write_bytes(_tif(sr_dn(i)))
-    (product / mtl.band_file("ST_B10")).write_bytes(_tif(st_dn()))
-    (product / mtl.qa_file()).write_bytes(_tif(np.full((SIZE, SIZE), CLEAR_QA, np.uint16)))
+        (product / mtl.band_file(b)).write_bytes(tif(sr_dn(i)))
+    (product / mtl.band_file("ST_B10")).write_bytes(tif(st_dn()))
+    (product / mtl.qa_file()).write_bytes(tif(np.full((SIZE, SIZE), CLEAR_QA, np.uint16)))
     scene = open_product(product)
     assert scene.metadata["level"] == "L2SP" and scene.metadata["spacecraft"] == "LANDSAT_9"
     assert scene.band_names == [f"B{b}" for b in refl] + ["B10"]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import require
+from product_writers import write_sentinel2
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from cloudmask_cli.demo.sentinel2 import write_sentinel2
 from cloudmask_cli.errors import InputError
 from cloudmask_cli.products import sentinel2 as s2
 from cloudmask_cli.scene import Scene

@@ -3,8 +3,9 @@
 `write_landsat` writes what USGS delivers, shrunk: ``<product id>_B<n>.TIF`` uint16 (OLI) or
 uint8 (ETM+, TM) DN rasters in a UTM CRS, the 15 m pan band at twice the size, ``QA_PIXEL``
 (Collection 2) or ``BQA`` (Collection 1), the Landsat 7 SLC-off gap masks ``_GM_B<n>.TIF``
-(Collection 2), and an MTL with the real group and key structure as ``.txt`` (ODL), ``.xml``
-or ``.json``; as a folder or a ``.tar``.
+(Collection 2), and an MTL with the real group and key structure as ``.txt`` (ODL); as a folder
+or a ``.tar``. Its steps (`product_files`, `mtl_tree`, `to_odl`, `tif`, `write_product`) are public
+so that other variants (an XML/JSON MTL, Level-2 products) are built on them, not written again.
 
 The scene is synthetic but shaped like a real one: water and land (vegetation, bare soil)
 with texture, clouds bright in the reflective bands and cold in the thermal ones, their
@@ -16,13 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import math
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 from affine import Affine
@@ -128,7 +127,6 @@ def write_landsat(
     *,
     spacecraft: str = "LC08",
     collection: int = 2,
-    mtl_format: str = "txt",
     tar: bool = False,
     size: int = 120,
     seed: int = 0,
@@ -137,22 +135,26 @@ def write_landsat(
     """Write a tiny Level-1 product into the folder ``path``; return the product folder or tar.
 
     ``spacecraft``: LC08, LC09, LE07 (SLC-off, with gap masks) or LT05. ``collection``: 2
-    (QA_PIXEL; MTL as ``txt``, ``xml`` or ``json``) or 1 (BQA; ``txt`` only, as USGS shipped).
-    ``size`` is the 30 m grid's width and height in pixels. Same arguments, same bytes.
+    (QA_PIXEL) or 1 (BQA). ``size`` is the 30 m grid's width and height in pixels. Same
+    arguments, same bytes.
     """
+    files = product_files(spacecraft, collection=collection, size=size, seed=seed, clouds=clouds)
+    return write_product(Path(path), product_id(spacecraft, collection), files, tar)
+
+
+def product_files(
+    spacecraft: str, *, collection: int = 2, size: int = 120, seed: int = 0, clouds: bool = True
+) -> dict[str, bytes]:
+    """Every file of the product `write_landsat` writes, by name; the MTL as ODL text."""
     if spacecraft not in MISSIONS:
         raise ValueError(f"spacecraft must be one of {', '.join(MISSIONS)}, got {spacecraft!r}")
     if collection not in (1, 2):
         raise ValueError(f"collection must be 1 or 2, got {collection}")
-    if mtl_format not in ("txt", "xml", "json") or (collection == 1 and mtl_format != "txt"):
-        raise ValueError(f"mtl_format {mtl_format!r} is not delivered for collection {collection}")
-    mission = MISSIONS[spacecraft]
     pid = product_id(spacecraft, collection)
     scene = _simulate(np.random.default_rng(seed), size, clouds, spacecraft)
-    files = _rasters(pid, mission, spacecraft, collection, scene)
-    mtl = _mtl_tree(pid, mission, spacecraft, collection, size)
-    files[f"{pid}_MTL.{mtl_format}"] = _SERIALISERS[mtl_format](mtl).encode()
-    return _write(Path(path), pid, files, tar)
+    files = _rasters(pid, MISSIONS[spacecraft], spacecraft, collection, scene)
+    files[f"{pid}_MTL.txt"] = to_odl(mtl_tree(spacecraft, collection, size)).encode()
+    return files
 
 
 def product_id(spacecraft: str, collection: int = 2) -> str:
@@ -273,13 +275,13 @@ def _rasters(
             any_gap |= gap
             valid &= ~gap
             if collection == 2:  # Collection 1 shipped them gzipped in a gap_mask/ folder
-                files[f"{pid}_GM_{band.source}.TIF"] = _tif(_up(valid, pan).astype("uint8"), pan)
+                files[f"{pid}_GM_{band.source}.TIF"] = tif(_up(valid, pan).astype("uint8"), pan)
         dn = _to_dn(spacecraft, band, scene)
         dn = dn if pan else _down(dn)
         dn = np.where(_up(valid, pan), dn, 0).astype(mission.dtype)
-        files[f"{pid}_{band.source}.TIF"] = _tif(dn, pan)
+        files[f"{pid}_{band.source}.TIF"] = tif(dn, pan)
     qa = _qa(mission, collection, scene, ~scene.valid | any_gap)
-    files[f"{pid}_{'QA_PIXEL' if collection == 2 else 'BQA'}.TIF"] = _tif(qa, False)
+    files[f"{pid}_{'QA_PIXEL' if collection == 2 else 'BQA'}.TIF"] = tif(qa, False)
     return files
 
 
@@ -328,7 +330,7 @@ def _qa(mission: _Mission, collection: int, scene: _Scene, fill: np.ndarray) -> 
     return qa
 
 
-def _tif(array: np.ndarray, pan: bool) -> bytes:
+def tif(array: np.ndarray, pan: bool = False) -> bytes:
     """One GeoTIFF in memory on the product's UTM grid (15 m for pan)."""
     res = 15.0 if pan else 30.0
     profile = {
@@ -348,14 +350,17 @@ def _tif(array: np.ndarray, pan: bool) -> bytes:
 
 
 # -- MTL ---------------------------------------------------------------------------------
-Tree = dict[str, "Tree | str | _Num"]
+Tree = dict[str, "Tree | str | Num"]
 
 
-class _Num(str):
+class Num(str):
     """A value written without quotes in the ODL text (numbers, dates)."""
 
 
-def _mtl_tree(pid: str, mission: _Mission, spacecraft: str, collection: int, size: int) -> Tree:
+def mtl_tree(spacecraft: str, collection: int = 2, size: int = 120) -> Tree:
+    """The MTL of the product `write_landsat` writes, as nested groups."""
+    pid = product_id(spacecraft, collection)
+    mission = MISSIONS[spacecraft]
     keys = band_keys(spacecraft)
     cal = _CAL[spacecraft]
     thermal = [k for k in keys if len(cal[k]) == 4 and cal[k][2] > 100]
@@ -363,17 +368,17 @@ def _mtl_tree(pid: str, mission: _Mission, spacecraft: str, collection: int, siz
     qa = f"{pid}_{'QA_PIXEL' if collection == 2 else 'BQA'}.TIF"
     rescaling: Tree = {}
     for k in keys:
-        rescaling[f"RADIANCE_MULT_BAND_{k}"] = _Num(f"{cal[k][0]:.4E}")
+        rescaling[f"RADIANCE_MULT_BAND_{k}"] = Num(f"{cal[k][0]:.4E}")
     for k in keys:
-        rescaling[f"RADIANCE_ADD_BAND_{k}"] = _Num(f"{cal[k][1]:.5f}")
+        rescaling[f"RADIANCE_ADD_BAND_{k}"] = Num(f"{cal[k][1]:.5f}")
     for k in (k for k in keys if k not in thermal):
-        rescaling[f"REFLECTANCE_MULT_BAND_{k}"] = _Num(f"{cal[k][2]:.4E}")
+        rescaling[f"REFLECTANCE_MULT_BAND_{k}"] = Num(f"{cal[k][2]:.4E}")
     for k in (k for k in keys if k not in thermal):
-        rescaling[f"REFLECTANCE_ADD_BAND_{k}"] = _Num(f"{cal[k][3]:.6f}")
+        rescaling[f"REFLECTANCE_ADD_BAND_{k}"] = Num(f"{cal[k][3]:.6f}")
     constants: Tree = {}
     for k in thermal:
-        constants[f"K1_CONSTANT_BAND_{k}"] = _Num(f"{cal[k][2]:.4f}")
-        constants[f"K2_CONSTANT_BAND_{k}"] = _Num(f"{cal[k][3]:.4f}")
+        constants[f"K1_CONSTANT_BAND_{k}"] = Num(f"{cal[k][2]:.4f}")
+        constants[f"K2_CONSTANT_BAND_{k}"] = Num(f"{cal[k][3]:.4f}")
     common = _common(pid, mission, size)
     if collection == 2:
         return _tree_c2(pid, mission, files, qa, common, rescaling, constants)
@@ -387,41 +392,41 @@ def _common(pid: str, mission: _Mission, size: int) -> dict[str, Tree]:
     acquired: Tree = {
         "SPACECRAFT_ID": mission.spacecraft_id,
         "SENSOR_ID": mission.sensor_id,
-        "WRS_PATH": _Num(str(path)),
-        "WRS_ROW": _Num(f"{row:03d}"),
-        "DATE_ACQUIRED": _Num(mission.date),
+        "WRS_PATH": Num(str(path)),
+        "WRS_ROW": Num(f"{row:03d}"),
+        "DATE_ACQUIRED": Num(mission.date),
         "SCENE_CENTER_TIME": "09:50:14.7670750Z",
     }
     sun: Tree = {
-        "CLOUD_COVER": _Num("35.00"),
-        "SUN_AZIMUTH": _Num(f"{SUN_AZIMUTH:.8f}"),
-        "SUN_ELEVATION": _Num(f"{SUN_ELEVATION:.8f}"),
-        "EARTH_SUN_DISTANCE": _Num(f"{EARTH_SUN_DISTANCE:.7f}"),
+        "CLOUD_COVER": Num("35.00"),
+        "SUN_AZIMUTH": Num(f"{SUN_AZIMUTH:.8f}"),
+        "SUN_ELEVATION": Num(f"{SUN_ELEVATION:.8f}"),
+        "EARTH_SUN_DISTANCE": Num(f"{EARTH_SUN_DISTANCE:.7f}"),
     }
     corners: Tree = {
-        "CORNER_UL_PROJECTION_X_PRODUCT": _Num(f"{x0:.3f}"),
-        "CORNER_UL_PROJECTION_Y_PRODUCT": _Num(f"{y0:.3f}"),
-        "CORNER_LR_PROJECTION_X_PRODUCT": _Num(f"{x1:.3f}"),
-        "CORNER_LR_PROJECTION_Y_PRODUCT": _Num(f"{y1:.3f}"),
+        "CORNER_UL_PROJECTION_X_PRODUCT": Num(f"{x0:.3f}"),
+        "CORNER_UL_PROJECTION_Y_PRODUCT": Num(f"{y0:.3f}"),
+        "CORNER_LR_PROJECTION_X_PRODUCT": Num(f"{x1:.3f}"),
+        "CORNER_LR_PROJECTION_Y_PRODUCT": Num(f"{y1:.3f}"),
     }
     projection: Tree = {
         "MAP_PROJECTION": "UTM",
         "DATUM": "WGS84",
         "ELLIPSOID": "WGS84",
-        "UTM_ZONE": _Num(str(EPSG - 32600)),
-        "GRID_CELL_SIZE_PANCHROMATIC": _Num("15.00"),
-        "GRID_CELL_SIZE_REFLECTIVE": _Num("30.00"),
-        "GRID_CELL_SIZE_THERMAL": _Num("30.00"),
+        "UTM_ZONE": Num(str(EPSG - 32600)),
+        "GRID_CELL_SIZE_PANCHROMATIC": Num("15.00"),
+        "GRID_CELL_SIZE_REFLECTIVE": Num("30.00"),
+        "GRID_CELL_SIZE_THERMAL": Num("30.00"),
         "ORIENTATION": "NORTH_UP",
         "RESAMPLING_OPTION": "CUBIC_CONVOLUTION",
     }
     lines: Tree = {
-        "PANCHROMATIC_LINES": _Num(str(2 * size)),
-        "PANCHROMATIC_SAMPLES": _Num(str(2 * size)),
-        "REFLECTIVE_LINES": _Num(str(size)),
-        "REFLECTIVE_SAMPLES": _Num(str(size)),
-        "THERMAL_LINES": _Num(str(size)),
-        "THERMAL_SAMPLES": _Num(str(size)),
+        "PANCHROMATIC_LINES": Num(str(2 * size)),
+        "PANCHROMATIC_SAMPLES": Num(str(2 * size)),
+        "REFLECTIVE_LINES": Num(str(size)),
+        "REFLECTIVE_SAMPLES": Num(str(size)),
+        "THERMAL_LINES": Num(str(size)),
+        "THERMAL_SAMPLES": Num(str(size)),
     }
     return {
         "acquired": acquired,
@@ -454,7 +459,7 @@ def _tree_c2(
     }
     contents: Tree = {
         **identity,
-        "COLLECTION_NUMBER": _Num("02"),
+        "COLLECTION_NUMBER": Num("02"),
         "COLLECTION_CATEGORY": "T1",
         "OUTPUT_FORMAT": "GEOTIFF",
         **names,
@@ -463,7 +468,7 @@ def _tree_c2(
     }
     image: Tree = {
         **common["acquired"],
-        "WRS_TYPE": _Num("2"),
+        "WRS_TYPE": Num("2"),
         "STATION_ID": "LGN",
         **common["sun"],
     }
@@ -473,7 +478,7 @@ def _tree_c2(
         "LANDSAT_SCENE_ID": _scene_id(pid),
         "COLLECTION_CATEGORY": "T1",
         "OUTPUT_FORMAT": "GEOTIFF",
-        "DATE_PRODUCT_GENERATED": _Num(f"{common['acquired']['DATE_ACQUIRED']}T12:00:00Z"),
+        "DATE_PRODUCT_GENERATED": Num(f"{common['acquired']['DATE_ACQUIRED']}T12:00:00Z"),
         "PROCESSING_SOFTWARE_VERSION": "LPGS_15.6.0",
         **names,
         "DATA_SOURCE_ELEVATION": "GLS2000",
@@ -509,8 +514,8 @@ def _tree_c1(
         "REQUEST_ID": "demo_00001",
         "LANDSAT_SCENE_ID": _scene_id(pid),
         "LANDSAT_PRODUCT_ID": pid,
-        "COLLECTION_NUMBER": _Num("01"),
-        "FILE_DATE": _Num(f"{common['acquired']['DATE_ACQUIRED']}T12:00:00Z"),
+        "COLLECTION_NUMBER": Num("01"),
+        "FILE_DATE": Num(f"{common['acquired']['DATE_ACQUIRED']}T12:00:00Z"),
         "STATION_ID": "LGN",
         "PROCESSING_SOFTWARE_VERSION": "LPGS_13.1.0",
     }
@@ -547,15 +552,16 @@ def _scene_id(pid: str) -> str:
     )
 
 
-def _to_odl(tree: Tree, indent: int = 0) -> str:
+def to_odl(tree: Tree, indent: int = 0) -> str:
+    """USGS's ODL text (``GROUP = ...``): `Num` values unquoted, the others quoted."""
     out = []
     pad = "  " * indent
     for key, value in tree.items():
         if isinstance(value, dict):
             out.append(f"{pad}GROUP = {key}")
-            out.append(_to_odl(value, indent + 1))
+            out.append(to_odl(value, indent + 1))
             out.append(f"{pad}END_GROUP = {key}")
-        elif isinstance(value, _Num):
+        elif isinstance(value, Num):
             out.append(f"{pad}{key} = {value}")
         else:
             out.append(f'{pad}{key} = "{value}"')
@@ -563,27 +569,9 @@ def _to_odl(tree: Tree, indent: int = 0) -> str:
     return text + "\nEND\n" if indent == 0 else text
 
 
-def _to_xml(tree: Tree, indent: int = 0) -> str:
-    out = ['<?xml version="1.0" encoding="UTF-8"?>'] if indent == 0 else []
-    pad = "  " * indent
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += [f"{pad}<{key}>", _to_xml(value, indent + 1), f"{pad}</{key}>"]
-        else:
-            out.append(f"{pad}<{key}>{escape(str(value))}</{key}>")
-    return "\n".join(out) + ("\n" if indent == 0 else "")
-
-
-def _to_json(tree: Tree) -> str:
-    # USGS writes every value as a string in the JSON MTL.
-    return json.dumps(tree, indent=4, default=str) + "\n"
-
-
-_SERIALISERS: dict[str, Callable[[Tree], str]] = {"txt": _to_odl, "xml": _to_xml, "json": _to_json}
-
-
 # -- output ------------------------------------------------------------------------------
-def _write(folder: Path, pid: str, files: dict[str, bytes], tar: bool) -> Path:
+def write_product(folder: Path, pid: str, files: dict[str, bytes], tar: bool = False) -> Path:
+    """``files`` into ``folder/pid/`` or, with ``tar``, ``folder/pid.tar``; returns that path."""
     folder.mkdir(parents=True, exist_ok=True)
     if not tar:
         product = folder / pid
@@ -601,4 +589,16 @@ def _write(folder: Path, pid: str, files: dict[str, bytes], tar: bool) -> Path:
     return archive
 
 
-__all__ = ["MISSIONS", "band_keys", "product_id", "write_landsat"]
+__all__ = [
+    "MISSIONS",
+    "Num",
+    "Tree",
+    "band_keys",
+    "mtl_tree",
+    "product_files",
+    "product_id",
+    "tif",
+    "to_odl",
+    "write_landsat",
+    "write_product",
+]

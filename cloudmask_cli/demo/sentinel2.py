@@ -80,20 +80,18 @@ def write_sentinel2(
     zipped: bool = False,
     seed: int = 0,
     old_naming: bool = False,
-    with_offsets: bool = True,
     clouds: bool = True,
 ) -> Path:
     """Write a demo Sentinel-2 product into the folder ``path``; returns the ``.SAFE`` or ``.zip``.
 
     ``size_10m`` is the width and height in 10 m pixels, rounded to a multiple of 6 so that 20 m
-    and 60 m pixels line up with 10 m ones. ``with_offsets=False`` leaves the 04.00+ DN offsets
-    out of the metadata (a broken product, for tests). ``old_naming`` writes the pre-2017
+    and 60 m pixels line up with 10 m ones. ``old_naming`` writes the pre-2017
     ``S2A_OPER_PRD_MSIL1C_...SAFE`` layout (L1C only).
     """
     if size_10m < 6:
         raise ValueError(f"size_10m must be at least 6 (one 60 m pixel), got {size_10m}")
     size = 6 * round(size_10m / 6)
-    spec = _Spec(level.upper(), baseline, size, old_naming, with_offsets)
+    spec = _Spec(level.upper(), baseline, size, old_naming)
     spec.validate()
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +116,6 @@ class _Spec:
     baseline: str
     size: int
     old_naming: bool
-    with_offsets: bool
     spacecraft: str = "S2A"
     orbit: int = 51
     absolute_orbit: int = 42966
@@ -621,7 +618,7 @@ def _quantification(chars: ET.Element, spec: _Spec) -> None:
 
 
 def _offsets(chars: ET.Element, spec: _Spec) -> None:
-    if not (spec.has_offsets and spec.with_offsets):
+    if not spec.has_offsets:
         return
     if spec.level == "L1C":
         group, tag = _el(chars, "Radiometric_Offset_List"), "RADIO_ADD_OFFSET"
