@@ -9,6 +9,7 @@ from typing import Any
 import xarray as xr
 
 from cloudmask_cli.masker import CloudMasker, load_model
+from cloudmask_cli.records import Sidecar
 
 __all__ = ["CloudMasker", "load_model", "mask", "run"]
 
@@ -43,7 +44,7 @@ def run(
     runtime: str = "auto",
     masker: CloudMasker | None = None,
     **options: Any,
-) -> dict[str, Any]:
+) -> Sidecar:
     """What `cloudmask run` does: `CloudMasker.run` (its keyword ``options``) with ``masker``,
     or one made for this call from ``weights``, ``device``, ``batch_size``, ``precision``,
     ``flips`` and ``runtime``."""

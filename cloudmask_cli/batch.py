@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cloudmask_cli.classes import cloud_fraction
 from cloudmask_cli.errors import InputError, first_line
 from cloudmask_cli.inference.stac import stac_path
 from cloudmask_cli.inference.writer import (
@@ -32,6 +31,7 @@ from cloudmask_cli.inference.writer import (
     run_outputs,
     sidecar_path,
 )
+from cloudmask_cli.records import Sidecar
 from cloudmask_cli.remote import is_url
 
 if TYPE_CHECKING:
@@ -210,17 +210,15 @@ def is_complete(output: Path, stac: bool = False, quicklook: bool = False) -> bo
         return False
     if quicklook and not quicklook_path(output).is_file():  # done before, without --quicklooks
         return False
+    return _read_sidecar(output) is not None
+
+
+def _read_sidecar(output: Path) -> Sidecar | None:
+    """The sidecar of a finished mask; None where there is none or it is not one (cut short)."""
     try:
-        return "class_fractions" in json.loads(side.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
-
-
-def _cloud_fraction(sidecar: dict[str, Any]) -> float | None:
-    """The cloud share of a finished mask, from its sidecar's style and class fractions."""
-    if "class_fractions" not in sidecar:
+        return Sidecar.read(sidecar_path(output))
+    except InputError:
         return None
-    return cloud_fraction(str(sidecar.get("style")), sidecar["class_fractions"])
 
 
 # -- one product in a worker ------------------------------------------------------------------
@@ -261,10 +259,12 @@ def thumbnail(product: Product, output: str | Path, options: dict[str, Any], siz
         return ""
 
 
-def _done(product: Product, output: str, sidecar: dict[str, Any], **kw: Any) -> Result:
-    ql = sidecar.get("quicklook") or ""
-    return Result(label(product), output, cloud_fraction=_cloud_fraction(sidecar),
-                  class_fractions=sidecar.get("class_fractions"), quicklook=ql, **kw)  # fmt: skip
+def _done(product: Product, output: str, sidecar: Sidecar | None, **kw: Any) -> Result:
+    if sidecar is None:
+        return Result(label(product), output, **kw)
+    return Result(label(product), output, cloud_fraction=sidecar.cloud_fraction,
+                  class_fractions=sidecar.class_fractions, quicklook=sidecar.quicklook or "",
+                  **kw)  # fmt: skip
 
 
 def run_one(product: Product, output: str, options: dict[str, Any]) -> Result:
@@ -330,12 +330,9 @@ def plan(
 
 def _skipped(product: Product, out: Path) -> Result:
     """A product complete before this batch, with the figures of its sidecar."""
-    try:
-        sidecar = json.loads(sidecar_path(out).read_text())
-    except (OSError, ValueError):
-        sidecar = {}
-    if not sidecar.get("quicklook") and quicklook_path(out).is_file():
-        sidecar["quicklook"] = str(quicklook_path(out))
+    sidecar = _read_sidecar(out)
+    if sidecar is not None and not sidecar.quicklook and quicklook_path(out).is_file():
+        sidecar.quicklook = str(quicklook_path(out))
     return _done(product, str(out), sidecar, status="skipped")
 
 

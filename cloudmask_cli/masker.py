@@ -32,6 +32,7 @@ from cloudmask_cli.inference.pipeline import RunOptions, mask_to_file, masked_st
 from cloudmask_cli.inference.writer import check_outputs, input_files, run_outputs
 from cloudmask_cli.products import open_product
 from cloudmask_cli.products import stack as stack_reader
+from cloudmask_cli.records import Sidecar
 from cloudmask_cli.remote import gdal_env
 from cloudmask_cli.scene import InMemory, Scene
 from cloudmask_cli.sensors import Sensor, get_sensor
@@ -205,7 +206,7 @@ class CloudMasker:
         spectral: bool = True,
         progress: Callable[[int, int], None] | None = None,
         notice: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Sidecar:
         """What `cloudmask run` does: mask a product into a COG + sidecar (and, with ``stac``,
         a STAC item ``<mask stem>.stac.json``; with ``quicklook``, a PNG of the product and its
         mask, ``quicklook_size`` px on its longest side, ``side`` by side or ``overlay``);

@@ -78,3 +78,16 @@ def benchmark_script(name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def a_sidecar(**fields: object):
+    """A `Sidecar` with its required fields filled in (a 4-class run), for tests that write
+    or read one without running the model; ``fields`` override."""
+    from cloudmask_cli.records import Sidecar
+
+    base: dict = dict(
+        cloudmask_version="0.1.0", product="/data/S2.SAFE", product_id="S2", style="4class",
+        class_fractions={"clear": 0.5, "thick_cloud": 0.2, "thin_cloud": 0.1, "cloud_shadow": 0.2},
+        valid_fraction=0.9,
+    )  # fmt: skip
+    return Sidecar(**(base | fields))

@@ -199,7 +199,9 @@ def test_bad_out_dir_or_output_fails_before_any_product(tmp_path, products, tiny
     ],
 )  # fmt: skip
 def test_cloud_fraction_counts_the_cloud_classes_of_the_style(style, fractions, expected) -> None:
-    from cloudmask_cli.batch import _cloud_fraction
+    from cloudmask_cli.records import Sidecar
 
-    got = _cloud_fraction({"style": style, "class_fractions": fractions})
+    side = Sidecar(cloudmask_version="0", product="p", product_id="p", style=style,
+                   class_fractions=fractions, valid_fraction=1.0)  # fmt: skip
+    got = side.cloud_fraction  # what a batch's report, CSV and summary count
     assert got == (pytest.approx(expected) if expected is not None else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import a_sidecar
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -46,7 +47,7 @@ def test_quicklook_mask_panel_and_legend_follow_the_cog_through_its_overviews(tm
     mask = tmp_path / "mask.tif"
     with MaskWriter(mask, scene.grid, "7class") as w:
         w.write(codes)
-        w.finish({})
+        w.finish(a_sidecar())
     with rasterio.open(mask) as ds:
         assert ds.overviews(1), "the COG has overviews to read the quicklook from"
         table = {c: v[:3] for c, v in ds.colormap(1).items()}
@@ -102,7 +103,7 @@ def test_overlay_blends_the_class_colours_over_the_image(tmp_path, s2):
     mask = tmp_path / "mask.tif"
     with MaskWriter(mask, scene.grid, "7class") as w:
         w.write(codes)
-        w.finish({})
+        w.finish(a_sidecar())
     side = write_quicklook(tmp_path / "side.png", scene, mask, size=700)
     over = write_quicklook(tmp_path / "over.png", scene, mask, size=700, layout="overlay")
     assert over.image == over.mask and side.decimated == over.decimated

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from conftest import a_sidecar
 from rasterio.crs import CRS
 
 from cloudmask_cli.classes import colormap
@@ -32,7 +33,7 @@ def _write(path, probs_path=None, strips=(300, 384, 384, 32)):
             w.write(codes, p)
             row += n
         assert row == GRID.height
-        w.finish({"hello": 1})
+        w.finish(a_sidecar())
 
 
 def test_cog_is_valid_and_described(tmp_path):
@@ -58,7 +59,7 @@ def test_cog_is_valid_and_described(tmp_path):
         assert ds.count == 7 and ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         p = ds.read(1)
         assert p[0, 100] == round(254 / 7) and p[0, 0] == 255
-    assert json.loads((tmp_path / "mask.tif.json").read_text()) == {"hello": 1}
+    assert json.loads((tmp_path / "mask.tif.json").read_text()) == a_sidecar().to_dict()
     assert sorted(x.name for x in tmp_path.iterdir()) == ["mask.tif", "mask.tif.json", "probs.tif"]
 
 
@@ -81,5 +82,5 @@ def test_incomplete_output_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="rows written"):
         with MaskWriter(out, GRID, "7class") as w:
             w.write(_codes(100, GRID.width, 0))
-            w.finish({})
+            w.finish(a_sidecar())
     assert list(tmp_path.iterdir()) == []

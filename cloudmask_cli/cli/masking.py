@@ -116,13 +116,13 @@ def run(
         fail(exc)
     if quiet:
         return
-    fr = ", ".join(f"{k} {v:.1%}" for k, v in sidecar["class_fractions"].items())
-    out.print(f"{output}: valid {sidecar['valid_fraction']:.1%}; {fr}", highlight=False)
-    if verbose:
-        t = sidecar["timings"]
+    fr = ", ".join(f"{k} {v:.1%}" for k, v in sidecar.class_fractions.items())
+    out.print(f"{output}: valid {sidecar.valid_fraction:.1%}; {fr}", highlight=False)
+    if verbose and sidecar.timings is not None and sidecar.windows is not None:
+        t = sidecar.timings
         out.print(
-            f"  {sidecar['windows']['run']} windows on {sidecar['device']} in {t['total_s']} s "
-            f"(model {t['model_s']} s); sidecar {output}.json",
+            f"  {sidecar.windows.run} windows on {sidecar.device} in {t.total_s} s "
+            f"(model {t.model_s} s); sidecar {output}.json",
             highlight=False,
         )
 

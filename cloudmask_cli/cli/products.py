@@ -92,32 +92,29 @@ def info(
             scene = open_product(product, sensor=sensor, resolution=resolution)
             if quicklook is not None:
                 look_before_masking(scene, quicklook, quicklook_size)
-            data = scene.info()
-            data["valid_fraction"] = round(scene.valid_fraction(), 4)
+            info = scene.info()
+            info.valid_fraction = round(scene.valid_fraction(), 4)
     except (InputError, ValueError) as exc:
         fail(exc)
     if as_json:
-        print(json.dumps(data, indent=2, default=str))
+        print(info.to_json())
         return
-    grid = data.pop("grid")
-    bands = data.pop("bands")
-    out.print(f"[bold]{data.pop('product')}[/bold]")
-    for k, v in data.items():
+    # the other top-level entries (the reader's metadata among them) as the JSON orders them
+    rest = {k: v for k, v in info.model_dump().items() if k not in ("product", "grid", "bands")}
+    out.print(f"[bold]{info.product}[/bold]")
+    for k, v in rest.items():
         out.print(f"  {k}: {v}", highlight=False)
-    out.print(
-        f"  grid: {grid['crs']} {grid['width']}x{grid['height']} @ {grid['resolution']:g} m",
-        highlight=False,
-    )
+    g = info.grid
+    out.print(f"  grid: {g.crs} {g.width}x{g.height} @ {g.resolution:g} m", highlight=False)
     table = Table()
     for col in ("band", "type", "wavelength nm", "res m", "descriptor", "radiometry"):
         table.add_column(col)
-    for b in bands:
-        wl = f"{b['wavelength'][0]:g}-{b['wavelength'][1]:g}" if b["wavelength"] else "-"
+    for b in info.bands:
+        wl = f"{b.wavelength[0]:g}-{b.wavelength[1]:g}" if b.wavelength else "-"
         rad = ", ".join(
-            f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in b["radiometry"].items()
+            f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in b.radiometry.items()
         )
-        table.add_row(b["name"], b["type"], wl, f"{b['resolution']:g}", b["descriptor"], rad)
+        table.add_row(b.name, b.type, wl, f"{b.resolution:g}", b.descriptor, rad)
     out.print(table)
 
 

@@ -31,6 +31,7 @@ from cloudmask_cli.inference.strips import StripReader, Tile
 from cloudmask_cli.inference.tiling import keep_windows, plan_windows
 from cloudmask_cli.inference.writer import MaskWriter
 from cloudmask_cli.products import product_id
+from cloudmask_cli.records import Sidecar, Timings, Windows
 from cloudmask_cli.scene import Scene
 from cloudmask_cli.sensors import Band
 
@@ -170,7 +171,7 @@ def mask_to_file(
     quicklook: Path | None = None,
     quicklook_size: int = 1024,
     quicklook_layout: str = "side",
-) -> dict[str, Any]:
+) -> Sidecar:
     """Mask a scene into a COG (and optional probability COG, STAC item and quicklook);
     returns the sidecar it wrote."""
     t0 = time.perf_counter()
@@ -195,9 +196,10 @@ def mask_to_file(
             assert quicklook is not None  # drawn only when asked for
             t1 = time.perf_counter()
             write_quicklook(quicklook, scene, output, size=quicklook_size,
-                            layout=quicklook_layout, fractions=sidecar["class_fractions"])  # fmt: skip
-            sidecar["quicklook"] = str(quicklook)
-            sidecar["timings"]["quicklook_s"] = round(time.perf_counter() - t1, 3)
+                            layout=quicklook_layout, fractions=sidecar.class_fractions)  # fmt: skip
+            sidecar.quicklook = str(quicklook)
+            assert sidecar.timings is not None  # set by `_sidecar`
+            sidecar.timings.quicklook_s = round(time.perf_counter() - t1, 3)
 
         writer.finish(sidecar, draw if quicklook is not None else None)
     return sidecar
@@ -210,7 +212,7 @@ def _sidecar(
     stats: Stats,
     model_info: dict[str, Any] | None,
     seconds: float,
-) -> dict[str, Any]:
+) -> Sidecar:
     total = int(stats.counts.sum())
     valid = total - int(stats.counts[NODATA])
     names = style_names(options.style)
@@ -219,45 +221,45 @@ def _sidecar(
         for code in names
         if code != NODATA
     }
-    return {
-        "cloudmask_version": __version__,
-        "product": scene.product,
-        "product_id": product_id(scene),
-        "product_type": scene.product_type,
-        "datetime": scene.metadata.get("datetime"),
-        "sensor": scene.sensor.name,
-        "style": options.style,
-        "codes": {str(k): v for k, v in names.items()},
-        "class_fractions": fractions,
-        "valid_fraction": round(valid / total, 6) if total else 0.0,
-        "model": model_info or {},
-        "bands": [b.band.name for b in scene.bands],
-        "radiometry": {b.band.name: b.radiometry.describe() for b in scene.bands},
-        "radiometric_offsets": scene.metadata.get("offsets"),
-        "auxiliary": scene.metadata.get("auxiliary"),
-        "resolution": scene.grid.resolution,
-        "crs": scene.crs.to_string(),
-        "shape": list(scene.shape),
-        "aoi": str(options.aoi) if options.aoi else None,
-        "spectral_tests": options.spectral,
-        "windows": {
-            "size": options.window,
-            "overlap": options.overlap,
-            "planned": stats.windows_planned,
-            "run": stats.windows_run,
-            "empty": stats.windows_empty,
-        },
-        "device": str(engine.device),
-        "batch_size": engine.batch_size,
-        "precision": engine.precision,
-        "runtime": engine.runtime,
-        "flips": engine.flips,
-        "oom_events": engine.oom_events,
-        "float32_retries": engine.float32_retries,
-        "read_threads": stats.read_threads,
-        "timings": {
-            "total_s": round(seconds, 3),
-            "read_s_summed_over_threads": round(stats.read_seconds, 3),
-            "model_s": round(stats.model_seconds, 3),
-        },
-    }
+    return Sidecar(
+        cloudmask_version=__version__,
+        product=scene.product,
+        product_id=product_id(scene),
+        product_type=scene.product_type,
+        datetime=scene.metadata.get("datetime"),
+        sensor=scene.sensor.name,
+        style=options.style,
+        codes={str(k): v for k, v in names.items()},
+        class_fractions=fractions,
+        valid_fraction=round(valid / total, 6) if total else 0.0,
+        model=model_info or {},
+        bands=[b.band.name for b in scene.bands],
+        radiometry={b.band.name: b.radiometry.describe() for b in scene.bands},
+        radiometric_offsets=scene.metadata.get("offsets"),
+        auxiliary=scene.metadata.get("auxiliary"),
+        resolution=scene.grid.resolution,
+        crs=scene.crs.to_string(),
+        shape=list(scene.shape),
+        aoi=str(options.aoi) if options.aoi else None,
+        spectral_tests=options.spectral,
+        windows=Windows(
+            size=options.window,
+            overlap=options.overlap,
+            planned=stats.windows_planned,
+            run=stats.windows_run,
+            empty=stats.windows_empty,
+        ),
+        device=str(engine.device),
+        batch_size=engine.batch_size,
+        precision=engine.precision,
+        runtime=engine.runtime,
+        flips=engine.flips,
+        oom_events=engine.oom_events,
+        float32_retries=engine.float32_retries,
+        read_threads=stats.read_threads,
+        timings=Timings(
+            total_s=round(seconds, 3),
+            read_s_summed_over_threads=round(stats.read_seconds, 3),
+            model_s=round(stats.model_seconds, 3),
+        ),
+    )

@@ -28,6 +28,7 @@ from rasterio.warp import transform_geom
 
 from cloudmask_cli.classes import COLOURS, NODATA, STYLES
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.records import Sidecar
 from cloudmask_cli.remote import is_url
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -140,49 +141,49 @@ def _href(path: Path, item_path: Path) -> str:
 
 def build_item(
     mask: Path,
-    sidecar: dict[str, Any],
+    sidecar: Sidecar,
     item_path: Path,
     probabilities: Path | None = None,
     sidecar_file: Path | None = None,
 ) -> Any:
-    """The `pystac.Item` describing the finished ``mask`` (its run's ``sidecar`` dict)."""
+    """The `pystac.Item` describing the finished ``mask`` (its run's ``sidecar``)."""
     import pystac
     from pystac.extensions.classification import ClassificationExtension
     from pystac.extensions.file import FileExtension
     from pystac.extensions.projection import ProjectionExtension
 
-    style = sidecar["style"]
-    model = sidecar.get("model") or {}
-    source_id = sidecar["product_id"]
+    style = sidecar.style
+    model = sidecar.model
+    source_id = sidecar.product_id
     geom = footprint(mask)
     now = dt.datetime.now(dt.timezone.utc)
     item = pystac.Item(
         id=f"{source_id}_cloudmask_{style}",
         geometry=geom,
         bbox=_bbox(geom) if geom else None,
-        datetime=acquisition_time(sidecar["product"], {"datetime": sidecar.get("datetime")}),
+        datetime=acquisition_time(sidecar.product, {"datetime": sidecar.datetime}),
         properties={
             "title": f"cloudmask {style} mask of {source_id}",
             "created": pystac.utils.datetime_to_str(now),
             "processing:software": {
-                "cloudmask": sidecar["cloudmask_version"],
+                "cloudmask": sidecar.cloudmask_version,
                 # the model that made the mask, pinned by its weights' digest
                 model.get("name", "model"): f"sha256:{_model_digest(model)}",
             },
             "processing:datetime": pystac.utils.datetime_to_str(now),
             "processing:lineage": (
-                f"cloudmask {sidecar['cloudmask_version']} ({style}) with model "
+                f"cloudmask {sidecar.cloudmask_version} ({style}) with model "
                 f"{model.get('name')} (sha256 {_model_digest(model)}) on {source_id} "
-                f"({sidecar.get('product_type')}) at {sidecar.get('resolution')} m"
+                f"({sidecar.product_type}) at {sidecar.resolution} m"
             ),
             "cloudmask:product_id": source_id,
             "cloudmask:style": style,
-            "cloudmask:valid_fraction": sidecar.get("valid_fraction"),
-            "cloudmask:class_fractions": sidecar.get("class_fractions"),
+            "cloudmask:valid_fraction": sidecar.valid_fraction,
+            "cloudmask:class_fractions": sidecar.class_fractions,
         },
     )
     item.stac_extensions.append(PROCESSING_SCHEMA)
-    product = str(sidecar["product"])
+    product = sidecar.product
     # a STAC item read from a URL is linked as it is; a local product by its file URI
     source_href = product if is_url(product) else Path(os.path.abspath(product)).as_uri()
     item.add_link(pystac.Link("derived_from", source_href, title=source_id))
@@ -196,7 +197,7 @@ def build_item(
     )
     item.add_asset("mask", asset)
     ClassificationExtension.ext(asset, add_if_missing=True).classes = _classes(
-        style, sidecar.get("class_fractions") or {}
+        style, sidecar.class_fractions
     )
     epsg = crs.to_epsg()
     ProjectionExtension.ext(asset, add_if_missing=True).apply(
@@ -236,7 +237,7 @@ def build_item(
 def write_item(
     item_path: Path,
     mask: Path,
-    sidecar: dict[str, Any],
+    sidecar: Sidecar,
     probabilities: Path | None = None,
     sidecar_file: Path | None = None,
 ) -> None:

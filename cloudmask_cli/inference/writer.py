@@ -23,6 +23,7 @@ from rasterio.errors import RasterioError
 
 from cloudmask_cli.classes import CLASSES, NODATA, colormap, style_names
 from cloudmask_cli.errors import InputError
+from cloudmask_cli.records import Sidecar
 from cloudmask_cli.scene import Grid
 
 BLOCK = 512
@@ -237,9 +238,7 @@ class MaskWriter:
             scaled[:, codes == NODATA] = NODATA
             self.probs.write(scaled)
 
-    def finish(
-        self, sidecar: dict[str, Any], before_sidecar: Callable[[], None] | None = None
-    ) -> None:
+    def finish(self, sidecar: Sidecar, before_sidecar: Callable[[], None] | None = None) -> None:
         """Finish the rasters, then ``before_sidecar`` (the quicklook: it reads the finished
         COG), the STAC item (if asked for), then the sidecar: the sidecar comes last, so its
         presence means the run is complete."""
@@ -255,7 +254,7 @@ class MaskWriter:
             probs = self.probs.path if self.probs is not None else None
             write_item(stac_path(self.path), self.path, sidecar, probs, side)
         tmp = side.with_name(f".{side.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(sidecar, indent=2, default=str))
+        tmp.write_text(sidecar.to_json())
         os.replace(tmp, side)
 
     def abort(self) -> None:

@@ -17,6 +17,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError, first_line
+from cloudmask_cli.records import BandInfo, GridInfo, SceneInfo
 from cloudmask_cli.scene.grid import Grid
 from cloudmask_cli.scene.resample import (
     downsample_read,
@@ -314,33 +315,33 @@ class Scene:
         coarse.close()
         return float(valid.mean())
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> SceneInfo:
         """Everything `cloudmask info` prints."""
-        return {
-            "product": self.product,
-            "product_type": self.product_type,
-            "sensor": self.sensor.name,
-            **self.metadata,
-            "grid": {
-                "crs": self.crs.to_string() if self.crs else None,
-                "width": self.shape[1],
-                "height": self.shape[0],
-                "resolution": self.grid.resolution,
-                "bounds": list(self.bounds),
-            },
-            "bands": [
-                {
-                    "name": b.band.name,
-                    "type": b.band.type,
-                    "wavelength": list(b.band.wavelength) if b.band.wavelength else None,
-                    "resolution": self.native_resolution(b),
-                    "descriptor": _descriptor_summary(b.band),
-                    "radiometry": b.radiometry.describe(),
-                    "path": b.path,
-                }
+        return SceneInfo(
+            product=self.product,
+            product_type=self.product_type,
+            sensor=self.sensor.name,
+            metadata=self.metadata,
+            grid=GridInfo(
+                crs=self.crs.to_string() if self.crs else None,
+                width=self.shape[1],
+                height=self.shape[0],
+                resolution=self.grid.resolution,
+                bounds=list(self.bounds),
+            ),
+            bands=[
+                BandInfo(
+                    name=b.band.name,
+                    type=b.band.type,
+                    wavelength=list(b.band.wavelength) if b.band.wavelength else None,
+                    resolution=self.native_resolution(b),
+                    descriptor=_descriptor_summary(b.band),
+                    radiometry=b.radiometry.describe(),
+                    path=b.path,
+                )
                 for b in self.bands
             ],
-        }
+        )
 
 
 def _int_window(window: Window) -> Window:

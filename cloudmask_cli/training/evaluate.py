@@ -9,7 +9,6 @@ in each style), respecting partial labels.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from rasterio.errors import RasterioError
 
 from cloudmask_cli.classes import CLASSES, STYLES
 from cloudmask_cli.errors import InputError, first_line
+from cloudmask_cli.records import EvaluationReport
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.labels import CLOUD_FREE, NO_DATA_BITS, load_scheme
@@ -186,7 +186,7 @@ def evaluate(
     perturbation: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     spectral: bool = True,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Score a model (``weights``; the bundled one when None; with ``spectral``, its water and
     snow tests as `cloudmask run` applies them), the brightness ``baseline``, a
     ``peer`` (training/peers.py) or masks (``mask``: a raster, or a folder of ``<sample
@@ -222,29 +222,29 @@ def evaluate(
             from cloudmask_cli.training.config import load_config
 
             excluded = {d.name: d.exclude for d in load_config(data).datasets if d.exclude}
-    return {
-        "data": str(data),
-        "weights": None
+    return EvaluationReport(
+        data=str(data),
+        weights=None
         if mask is not None or baseline is not None or peer is not None
         else str(weights or "bundled"),
-        "weights_sha256": scored_on,
-        "spectral_tests": spectral if scored_on is not None else None,
-        "baseline": None if baseline is None else f"brightness > {baseline}",
-        "peer": peer,
-        "mask": None if mask is None else str(mask),
-        "bands": bands,
-        "samples": total,
-        "excluded": excluded,  # {dataset: {sample id: reason}}: labels found wrong on review
-        # {dataset: [sample id]}: read with no shadow in their clear (`shadow_needs_cloud`)
-        "cloud_free": {
+        weights_sha256=scored_on,
+        spectral_tests=spectral if scored_on is not None else None,
+        baseline=None if baseline is None else f"brightness > {baseline}",
+        peer=peer,
+        mask=None if mask is None else str(mask),
+        bands=bands,
+        samples=total,
+        excluded=excluded,  # labels found wrong on review
+        # read with no shadow in their clear (`shadow_needs_cloud`)
+        cloud_free={
             name: ids
             for name, samples in sets
             if (ids := [s.id for s in samples if s.scheme.endswith(CLOUD_FREE)])
         },
-        "perturbation": perturbation,
-        "datasets": {name: scores.report() for name, scores in per_set.items()},
-        "overall": overall.report(),
-    }
+        perturbation=perturbation,
+        datasets={name: scores.report() for name, scores in per_set.items()},
+        overall=overall.report(),
+    )
 
 
 Predict = Callable[[np.ndarray, np.ndarray, Sequence[Band]], np.ndarray]
@@ -345,18 +345,19 @@ def _score_masks(
     return _score_each(sets, score, progress)
 
 
-def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+def write_json(report: EvaluationReport, path: str | os.PathLike[str]) -> None:
+    """``cloudmask evaluate --json``: the report as its JSON (`EvaluationReport.write`)."""
+    report.write(path)
 
 
-def tables(report: dict[str, Any]) -> list[Any]:
+def tables(report: EvaluationReport) -> list[Any]:
     """Rich tables of a report's overall scores: per class P/R; cloud and invalid groups."""
     from rich.table import Table
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}"
 
-    r = report["overall"]
+    r = report.overall
     per = Table(title=f"per class ({r['pixels']:,} pixels)")
     for col in ("class", "P", "R", "pixels (TP+FN)"):
         per.add_column(col, justify="right" if col != "class" else "left")

@@ -42,7 +42,6 @@ and how to reproduce it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -61,19 +60,20 @@ from cloudmask_cli.model.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
+from cloudmask_cli.records import EvaluationReport
 from cloudmask_cli.weights import DEFAULT_NAME, bundled_dir
 
 KEEP = ("precision", "recall", "f1", "balanced_accuracy", "iou")
 
 
-def _scores(report: dict[str, Any]) -> dict[str, Any]:
+def _scores(report: EvaluationReport) -> dict[str, Any]:
     """Percentages of the cloud and invalid groups and per-class P/R, per dataset."""
 
     def pct(block: dict[str, Any]) -> dict[str, float | None]:
         return {k: None if block.get(k) is None else round(100 * block[k], 1) for k in KEEP}
 
     out = {}
-    for name, rep in report["datasets"].items():
+    for name, rep in report.datasets.items():
         out[name] = {
             "pixels": rep["pixels"],
             "cloud": pct(rep["cloud"]),
@@ -94,7 +94,7 @@ def validation_figures(folder: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for path in sorted(folder.glob("*.json")):
         who, _, bands = path.stem.partition("-")
-        figures.setdefault(who, {})[bands] = _scores(json.loads(path.read_text()))
+        figures.setdefault(who, {})[bands] = _scores(EvaluationReport.read(path))
     return figures
 
 
@@ -142,9 +142,9 @@ def scored_weights(reports: Path, sha256: str) -> dict[str, Any]:
         raise InputError(reports, "holds no report (`cloudmask evaluate --json`, *.json)")
     found: dict[str, str | None] = {}
     for path in paths:
-        report = json.loads(path.read_text())
-        if report.get("baseline") is None and report.get("mask") is None:
-            found[path.name] = report.get("weights_sha256")
+        report = EvaluationReport.read(path)
+        if report.baseline is None and report.mask is None:
+            found[path.name] = report.weights_sha256
     other = {name: sha for name, sha in found.items() if sha != sha256}
     if other:
         name, sha = next(iter(other.items()))
