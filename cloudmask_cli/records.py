@@ -184,6 +184,33 @@ class SceneInfo(Record):
         return {**head, **metadata, **d}
 
 
+class Binary(Record):
+    """One grouping of the classes scored as positive against the rest: counts and ratios
+    (None where a ratio has no pixels to be taken over)."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    balanced_accuracy: float | None
+    iou: float | None
+    undetermined: int  # predicted sets that are neither all positive nor all negative
+
+
+class ScoreReport(Record):
+    """Scores of one set of pixels (`training.metrics.Scores.report`)."""
+
+    pixels: int
+    unscored_pixels: int
+    predicted_no_data: int
+    per_class: dict[str, Binary]
+    cloud: Binary
+    invalid: Binary
+
+
 class EvaluationReport(Record):
     """What `cloudmask evaluate --json` writes: what was scored, on what, and the scores per
     dataset and over all of them (`training.metrics.Scores.report`)."""
@@ -202,5 +229,5 @@ class EvaluationReport(Record):
     excluded: dict[str, dict[str, str]] = {}  # {dataset: {sample id: reason}}
     cloud_free: dict[str, list[str]] = {}  # {dataset: [sample id]}
     perturbation: str | None = None
-    datasets: dict[str, dict[str, Any]]
-    overall: dict[str, Any]
+    datasets: dict[str, ScoreReport]
+    overall: ScoreReport

@@ -130,8 +130,8 @@ def main() -> None:
         for d in sets:
             s = per[d]
             # as the cross-validation reports them (`crossval._figures`)
-            c = s.masks["cloud"].binary(CLOUD)["f1"]
-            i = s.masks["valid"].binary(INVALID)["f1"]
+            c = s.masks["cloud"].binary(CLOUD).f1
+            i = s.masks["valid"].binary(INVALID).f1
             cells.append(f"{100 * c:.1f} / {100 * i:.1f}" if c is not None else "-")
             if c is not None:
                 cl.append(c)

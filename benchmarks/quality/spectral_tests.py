@@ -18,8 +18,7 @@ from cloudmask_cli.training.crossval import all_samples
 from cloudmask_cli.training.evaluate import _model_predict, score_sets
 
 
-def _pct(d: dict, key: str) -> str:
-    v = d.get(key)
+def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
@@ -34,10 +33,10 @@ def main() -> None:
         per_set, _ = score_sets(sets, _model_predict(args.weights, "cpu", spectral))
         for name, scores in per_set.items():
             r = scores.report()
-            w, s = r["per_class"]["water"], r["per_class"]["cloud_shadow"]
-            print(f"{'with' if spectral else 'without'} | {name} | {_pct(r['cloud'], 'f1')} | "
-                  f"{_pct(r['invalid'], 'f1')} | {_pct(w, 'recall')}/{_pct(w, 'precision')} | "
-                  f"{_pct(s, 'recall')}/{_pct(s, 'precision')}")  # fmt: skip
+            w, s = r.per_class["water"], r.per_class["cloud_shadow"]
+            print(f"{'with' if spectral else 'without'} | {name} | {_pct(r.cloud.f1)} | "
+                  f"{_pct(r.invalid.f1)} | {_pct(w.recall)}/{_pct(w.precision)} | "
+                  f"{_pct(s.recall)}/{_pct(s.precision)}")  # fmt: skip
 
 
 if __name__ == "__main__":

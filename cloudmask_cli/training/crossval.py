@@ -314,13 +314,13 @@ def _figures(s: Scores) -> dict[str, float | None]:
         # labels that never say "this is cloud" (Sen1Floods11's "not water" allows cloud) make a
         # lenient F1 of any cloud call: no figure rather than a meaningless 99 %
         sure = s.masks[style].binary(group, decided=True)
-        out[key] = s.masks[style].binary(group)["f1"] if sure["tp"] + sure["fn"] else None
+        out[key] = s.masks[style].binary(group).f1 if sure.tp + sure.fn else None
     for c in CLASSES_REPORTED:
         m = s.masks["7class"].binary((c,), decided=True)
-        if m["tp"] + m["fn"] > 0:
-            out[f"{c}_recall"] = m["recall"]
-            if m["tp"] + m["fp"] > 0:
-                out[f"{c}_precision"] = m["precision"]
+        if m.tp + m.fn > 0:
+            out[f"{c}_recall"] = m.recall
+            if m.tp + m.fp > 0:
+                out[f"{c}_precision"] = m.precision
     return out
 
 
@@ -356,7 +356,7 @@ def summarise(
                 per_fold = [_figures(s) for s in got]
                 keys = _figures(pooled)
                 per_set[d] = {
-                    "pixels": pooled.report()["pixels"],
+                    "pixels": pooled.report().pixels,
                     "pooled": keys,
                     "folds": {k: _mean_std([f.get(k) for f in per_fold]) for k in keys},
                 }

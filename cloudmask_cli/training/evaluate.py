@@ -358,17 +358,16 @@ def tables(report: EvaluationReport) -> list[Any]:
         return "-" if v is None else f"{100 * v:.2f}"
 
     r = report.overall
-    per = Table(title=f"per class ({r['pixels']:,} pixels)")
+    per = Table(title=f"per class ({r.pixels:,} pixels)")
     for col in ("class", "P", "R", "pixels (TP+FN)"):
         per.add_column(col, justify="right" if col != "class" else "left")
-    for name, m in r["per_class"].items():
-        per.add_row(name, pct(m["precision"]), pct(m["recall"]), f"{m['tp'] + m['fn']:,}")
+    for name, m in r.per_class.items():
+        per.add_row(name, pct(m.precision), pct(m.recall), f"{m.tp + m.fn:,}")
     groups = Table(title="super-classes (positive: cloud / invalid = cloud or shadow)")
     for col in ("", "P", "R", "F1", "BA", "IoU"):
         groups.add_column(col, justify="right" if col else "left")
-    for name, key in (("cloud / non-cloud", "cloud"), ("invalid / valid", "invalid")):
-        m = r[key]
+    for name, m in (("cloud / non-cloud", r.cloud), ("invalid / valid", r.invalid)):
         groups.add_row(
-            name, *(pct(m[k]) for k in ("precision", "recall", "f1", "balanced_accuracy", "iou"))
+            name, *(pct(v) for v in (m.precision, m.recall, m.f1, m.balanced_accuracy, m.iou))
         )
     return [per, groups]

@@ -298,18 +298,18 @@ def validate(
         report = scores.report()
         out["datasets"][name] = {
             "loss": float(loss_sum / px.clamp(min=1)),
-            "pixels": report["pixels"],
-            "cloud_f1": report["cloud"]["f1"],
-            "cloud_iou": report["cloud"]["iou"],
-            "invalid_f1": report["invalid"]["f1"],
-            "invalid_balanced_accuracy": report["invalid"]["balanced_accuracy"],
+            "pixels": report.pixels,
+            "cloud_f1": report.cloud.f1,
+            "cloud_iou": report.cloud.iou,
+            "invalid_f1": report.invalid.f1,
+            "invalid_balanced_accuracy": report.invalid.balanced_accuracy,
         }
         total_loss += float(loss_sum)
         total_px += float(px)
         pooled.merge(scores)
     out["loss"] = total_loss / total_px if total_px else math.nan
     report = pooled.report()
-    out["cloud_f1"], out["invalid_f1"] = report["cloud"]["f1"], report["invalid"]["f1"]
+    out["cloud_f1"], out["invalid_f1"] = report.cloud.f1, report.invalid.f1
     # bounded: one confidently wrong sample cannot outweigh the rest as it can in the loss
     f1s = [v for v in (out["cloud_f1"], out["invalid_f1"]) if v is not None]
     out["f1_error"] = 1.0 - sum(f1s) / len(f1s) if f1s else math.nan

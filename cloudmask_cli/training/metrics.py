@@ -22,11 +22,11 @@ each folded from the probabilities as `cloudmask run --style` folds them (summed
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
 from cloudmask_cli.classes import CLASSES, NODATA, STYLES, fold
+from cloudmask_cli.records import Binary, ScoreReport
 from cloudmask_cli.training.labels import ALL_BITS, NO_DATA_BITS, bits_of
 
 N = 1 << len(CLASSES)  # 128 possible class sets
@@ -79,7 +79,7 @@ class Confusion:
         out[:, (labels & REAL) == 0] = 0
         return out
 
-    def binary(self, positive: Iterable[str], decided: bool = False) -> dict[str, Any]:
+    def binary(self, positive: Iterable[str], decided: bool = False) -> Binary:
         """TP/FP/FN/TN and P, R, F1, balanced accuracy, IoU for positive classes vs the rest.
 
         ``decided``: only pixels whose label decides the grouping (its set all positive or all
@@ -109,24 +109,24 @@ class Confusion:
             else None
         )
         ba = (recall + specificity) / 2 if recall is not None and specificity is not None else None
-        return {
-            "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "precision": precision, "recall": recall, "f1": f1,
-            "balanced_accuracy": ba, "iou": _ratio(tp, tp + fp + fn),
-            "undetermined": int(c[undetermined].sum()),
-        }  # fmt: skip
+        return Binary(
+            tp=tp, fp=fp, fn=fn, tn=tn,
+            precision=precision, recall=recall, f1=f1,
+            balanced_accuracy=ba, iou=_ratio(tp, tp + fp + fn),
+            undetermined=int(c[undetermined].sum()),
+        )  # fmt: skip
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ScoreReport:
         """Everything `cloudmask evaluate` prints and writes."""
         c = self.scored
-        return {
-            "pixels": int(c.sum()),
-            "unscored_pixels": int(self.counts.sum() - c.sum()),
-            "predicted_no_data": int(c[NO_DATA_BITS].sum()),
-            "per_class": {name: self.binary(members) for name, members in PER_CLASS.items()},
-            "cloud": self.binary(CLOUD),
-            "invalid": self.binary(INVALID),
-        }
+        return ScoreReport(
+            pixels=int(c.sum()),
+            unscored_pixels=int(self.counts.sum() - c.sum()),
+            predicted_no_data=int(c[NO_DATA_BITS].sum()),
+            per_class={name: self.binary(members) for name, members in PER_CLASS.items()},
+            cloud=self.binary(CLOUD),
+            invalid=self.binary(INVALID),
+        )
 
 
 def style_lut(style: str) -> np.ndarray:
@@ -167,9 +167,15 @@ class Scores:
             conf.merge(other.masks[style])
         return self
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ScoreReport:
         """`Confusion.report` of the 7-class mask, cloud and invalid read off their own masks."""
-        out = self.masks["7class"].report()
-        out["cloud"] = self.masks["cloud"].binary(CLOUD)
-        out["invalid"] = self.masks["valid"].binary(INVALID)
-        return out
+        return (
+            self.masks["7class"]
+            .report()
+            .model_copy(
+                update={
+                    "cloud": self.masks["cloud"].binary(CLOUD),
+                    "invalid": self.masks["valid"].binary(INVALID),
+                }
+            )
+        )

@@ -60,7 +60,7 @@ from cloudmask_cli.model.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
-from cloudmask_cli.records import EvaluationReport
+from cloudmask_cli.records import Binary, EvaluationReport
 from cloudmask_cli.weights import DEFAULT_NAME, bundled_dir
 
 KEEP = ("precision", "recall", "f1", "balanced_accuracy", "iou")
@@ -69,24 +69,18 @@ KEEP = ("precision", "recall", "f1", "balanced_accuracy", "iou")
 def _scores(report: EvaluationReport) -> dict[str, Any]:
     """Percentages of the cloud and invalid groups and per-class P/R, per dataset."""
 
-    def pct(block: dict[str, Any]) -> dict[str, float | None]:
-        return {k: None if block.get(k) is None else round(100 * block[k], 1) for k in KEEP}
+    def pct(block: Binary, keys: tuple[str, ...] = KEEP) -> dict[str, float | None]:
+        return {k: None if (v := getattr(block, k)) is None else round(100 * v, 1) for k in keys}
 
-    out = {}
-    for name, rep in report.datasets.items():
-        out[name] = {
-            "pixels": rep["pixels"],
-            "cloud": pct(rep["cloud"]),
-            "invalid": pct(rep["invalid"]),
-            "per_class": {
-                c: {
-                    k: None if v.get(k) is None else round(100 * v[k], 1)
-                    for k in ("precision", "recall")
-                }
-                for c, v in rep["per_class"].items()
-            },
+    return {
+        name: {
+            "pixels": rep.pixels,
+            "cloud": pct(rep.cloud),
+            "invalid": pct(rep.invalid),
+            "per_class": {c: pct(v, ("precision", "recall")) for c, v in rep.per_class.items()},
         }
-    return out
+        for name, rep in report.datasets.items()
+    }
 
 
 def validation_figures(folder: Path) -> dict[str, Any]:
