@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from cloudmask_cli.training.adapters.common import sensor_bands
-from cloudmask_cli.training.other_sensors import OtherSensors, as_sensor, band_weights
-from cloudmask_cli.training.other_sensors import sensor_bands as bundled_bands
+from cloudmask_cli.training.other_sensors import (
+    OtherSensors,
+    as_sensor,
+    band_weights,
+    bundled_bands,
+)
 
 S2 = sensor_bands("sentinel2_msi", ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08",
                                     "B8A", "B09", "B10", "B11", "B12"])  # fmt: skip

@@ -80,7 +80,7 @@ def as_sensor(
 
 
 @cache
-def sensor_bands(name: str) -> tuple[Band, ...]:
+def bundled_bands(name: str) -> tuple[Band, ...]:
     """A bundled sensor's bands, parsed once per process."""
     sensors = bundled_sensors()
     if name not in sensors:
@@ -106,10 +106,10 @@ class OtherSensors:
         if not self.sensors:
             raise ValueError("sensors: at least one sensor")
         for name in self.sensors:
-            sensor_bands(name)
+            bundled_bands(name)
 
     def draw(self, rng: np.random.Generator) -> tuple[Band, ...] | None:
         """The bands of the sensor a crop is fed as, or None (the crop's own bands)."""
         if self.p <= 0 or rng.random() >= self.p:
             return None
-        return sensor_bands(self.sensors[int(rng.integers(len(self.sensors)))])
+        return bundled_bands(self.sensors[int(rng.integers(len(self.sensors)))])

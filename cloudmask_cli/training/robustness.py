@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cloudmask_cli.sensors import OPTICAL, Band
-from cloudmask_cli.training.other_sensors import as_sensor, sensor_bands
+from cloudmask_cli.training.other_sensors import as_sensor, bundled_bands
 
 Perturbation = Callable[[np.ndarray, Sequence[Band], str], tuple[np.ndarray, list[Band]]]
 
@@ -118,7 +118,7 @@ def as_other(name: str) -> Perturbation:
     def perturb(x: np.ndarray, bands: Sequence[Band], key: str) -> tuple[np.ndarray, list[Band]]:
         optical = [i for i, b in enumerate(bands) if b.type in OPTICAL]
         own = x[optical]
-        y, made = as_sensor(own, [bands[i] for i in optical], sensor_bands(name))
+        y, made = as_sensor(own, [bands[i] for i in optical], bundled_bands(name))
         return (x, list(bands)) if y is own else (y, made)  # nothing made: left whole
 
     perturb.__doc__ = f"fed as {name}"
