@@ -4,8 +4,8 @@
 
 For each product: ``--windows`` real windows of the run's plan (from the middle of the
 scene) go through the bundled model in each runtime (`inference.engine.RUNTIMES`: eager
-PyTorch, the SegFormer on OpenVINO, SEnSeI's pooling compiled, both), interleaved,
-``--repeat`` times; the best and median seconds per window are reported. Then the whole
+PyTorch; the decoder folded, alone or with the SegFormer on OpenVINO, SEnSeI's pooling
+compiled, both), interleaved, ``--repeat`` times; the best and median seconds per window are reported. Then the whole
 product is masked by `cloudmask_cli.api.run` in each runtime, and the share of pixels whose
 class equals eager PyTorch's is reported (issue 23: at least 99.9 %). Appended to
 benchmarks/results.md with the machine and the command.
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RUNTIMES = ("torch", "openvino", "compiled", "openvino+compiled")
+RUNTIMES = ("torch", "folded", "openvino", "compiled", "openvino+compiled")
 
 
 def per_window(product: str, res: float, n: int, repeat: int, batch: int) -> dict[str, list[float]]:

@@ -20,7 +20,7 @@ from cloudmask_cli.model import (
     normalise,
     recovery_loss,
 )
-from cloudmask_cli.model.segformer import SIZES
+from cloudmask_cli.model.segformer import SIZES, AllMLPDecoder, SegFormer
 from cloudmask_cli.model.sensei import _PooledSine, band_statistics, pool_inplace, pool_reference
 from cloudmask_cli.sensors import get_sensor
 
@@ -480,3 +480,28 @@ def test_torch_compile_matches_eager():
     except Exception as e:  # a broken toolchain is an environment problem, not a model one
         pytest.skip(f"torch.compile failed in this environment: {type(e).__name__}: {e}")
     assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize("size", ["tiny", "b0"])
+def test_folded_decoder_gives_the_same_logits(size):
+    """The decoder's projections, fuse convolution and batch norm multiplied into one
+    convolution per stage (issue 23): the logits of the eager network up to float rounding,
+    with batch-norm statistics far from their initial values, at a size off the stride."""
+    torch.manual_seed(0)
+    seg = SegFormer(16, 7, size, drop_path=0.0, dropout=0.0).eval()
+    norm = seg.decoder.fuse[1]
+    with torch.no_grad():
+        norm.running_mean.uniform_(-2, 2)
+        norm.running_var.uniform_(0.1, 5)
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+        for proj in seg.decoder.project:
+            proj.bias.uniform_(-1, 1)
+    x = torch.randn(2, 16, 70, 100)
+    folded = seg.folded()
+    with torch.no_grad():
+        a, b = seg(x), folded(x)
+    assert a.shape == b.shape == (2, 7, 70, 100)
+    torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    assert isinstance(seg.decoder, AllMLPDecoder), "the network folded from is left as it was"
+    assert folded.encoder is seg.encoder

@@ -18,6 +18,7 @@ from cloudmask_cli.inference import openvino as ov_runtime
 from cloudmask_cli.inference.compiled import compiled_pool
 from cloudmask_cli.inference.engine import Engine
 from cloudmask_cli.model.network import ModelConfig, build_model
+from cloudmask_cli.model.segformer import AllMLPDecoder, FoldedDecoder
 from cloudmask_cli.sensors import get_sensor
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
@@ -92,6 +93,8 @@ def test_compiled_pooling_gives_the_torch_probabilities(model, runtime):
         a = Engine(model, CPU, runtime="torch").predict(x, desc, mask)
         engine = Engine(model, CPU, runtime=runtime)
         assert engine.runtime == runtime
+        if runtime == "compiled":
+            assert isinstance(engine.model.segformer.decoder, FoldedDecoder)
         b = engine.predict(x, desc, mask)
         np.testing.assert_allclose(a, b, atol=1e-4)
         assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
@@ -100,7 +103,12 @@ def test_compiled_pooling_gives_the_torch_probabilities(model, runtime):
 
 def test_runtime_choice(model):
     # auto: the compiled pooling where it builds; OpenVINO only when asked for
-    assert Engine(model, CPU).runtime == ("compiled" if compiled_pool() is not None else "torch")
+    auto = Engine(model, CPU)
+    assert auto.runtime == ("compiled" if compiled_pool() is not None else "folded")
+    assert Engine(model, CPU, runtime="folded").runtime == "folded"
+    # every runtime but eager PyTorch folds the decoder, with or without a C++ compiler
+    assert isinstance(auto.model.segformer.decoder, FoldedDecoder)
+    assert isinstance(Engine(model, CPU, runtime="torch").model.segformer.decoder, AllMLPDecoder)
     assert Engine(model, CPU, precision="bfloat16").runtime == "torch"  # auto: float32 only
     with pytest.raises(ValueError, match="--runtime must be one of"):
         Engine(model, CPU, runtime="onnx")

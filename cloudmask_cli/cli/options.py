@@ -26,8 +26,8 @@ Runtime = Annotated[
     str,
     typer.Option(
         "--runtime",
-        help="auto | torch | openvino | compiled | openvino+compiled: how the model runs on the "
-        "CPU (auto: compiled where torch.compile can build; README Speed and memory).",
+        help="auto | torch | folded | openvino | compiled | openvino+compiled: how the model runs "
+        "on the CPU (auto: compiled where torch.compile can build; README Speed and memory).",
     ),
 ]
 Flips = Annotated[

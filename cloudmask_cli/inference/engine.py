@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cloudmask_cli.model.segformer import SegFormer
+
 log = logging.getLogger("cloudmask")
 
 
@@ -57,13 +59,15 @@ def default_read_threads(device: torch.device) -> int:
 # ones on 99.8-99.96 % of pixels, bf16 masks on 97.1-99.6 % (benchmarks/results.md, first GPU
 # session).
 PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# the model's runtimes on the CPU (float32): "torch" is eager PyTorch; "openvino" runs the
-# SegFormer on OpenVINO (inference/openvino.py, the `openvino` extra); "compiled" runs SEnSeI's
-# band pooling compiled by torch.compile (inference/compiled.py); "auto" is "compiled" where a
-# C++ compiler lets torch.compile build it, else "torch" (OpenVINO is asked for by name: it
-# holds ~0.5 GB more at the peak for ~10 % more speed). Their masks equal eager PyTorch's on
-# >= 99.9 % of pixels (benchmarks/results.md).
-RUNTIMES = ("auto", "torch", "openvino", "compiled", "openvino+compiled")
+# the model's runtimes on the CPU (float32): "torch" is eager PyTorch, the network as trained;
+# every other one folds the SegFormer's decoder into one convolution per stage
+# (`segformer.FoldedDecoder`; "folded" does only that); "openvino" runs the SegFormer on
+# OpenVINO (inference/openvino.py, the `openvino` extra); "compiled" runs SEnSeI's band pooling
+# compiled by torch.compile (inference/compiled.py); "auto" is "compiled" where a C++ compiler
+# lets torch.compile build it, else "folded" (OpenVINO is asked for by name: it holds more
+# memory at the peak). Their masks equal eager PyTorch's on >= 99.9 % of pixels
+# (benchmarks/results.md).
+RUNTIMES = ("auto", "torch", "folded", "openvino", "compiled", "openvino+compiled")
 # the mirror images of test-time augmentation, as torch.flip dims of (B, C, H, W)
 FLIPS = ((3,), (2,), (2, 3))
 
@@ -120,10 +124,13 @@ class Engine:
                 return "torch"
             raise ValueError(f"--runtime {self.runtime} runs a float32 model on the CPU only")
         assert isinstance(self.model, CloudMaskNet)
-        parts, seg, pool = [], None, None
+        parts, pool = [], None
+        folded = self.model.segformer.folded()
+        seg: torch.nn.Module = folded
         if "openvino" in self.runtime:
-            seg = self._openvino_segformer()
-            if seg is not None:
+            converted = self._openvino_segformer(folded)
+            if converted is not None:
+                seg = converted
                 parts.append("openvino")
         if "compiled" in self.runtime or auto:
             pool = compiled_pool()
@@ -134,12 +141,10 @@ class Engine:
                     "--runtime compiled: torch.compile cannot build the pooling here "
                     "(it needs a C++ compiler)"
                 )
-        if not parts:
-            return "torch"
         self.model = self.model.for_inference(segformer=seg, pool=pool)
-        return "+".join(parts)
+        return "+".join(parts) if parts else "folded"
 
-    def _openvino_segformer(self) -> torch.nn.Module | None:
+    def _openvino_segformer(self, segformer: SegFormer) -> torch.nn.Module | None:
         from cloudmask_cli.inference import openvino
         from cloudmask_cli.model.network import CloudMaskNet
 
@@ -149,9 +154,7 @@ class Engine:
                 "--runtime openvino: OpenVINO is not installed (pip install 'cloudmask[openvino]')"
             )
         try:
-            return openvino.OpenVinoSegFormer(
-                self.model.segformer, self.model.config.embed_channels
-            )
+            return openvino.OpenVinoSegFormer(segformer, self.model.config.embed_channels)
         except Exception as exc:  # noqa: BLE001 - any conversion failure: auto falls back
             if self.runtime != "auto":
                 raise ValueError(f"--runtime openvino: cannot convert the model ({exc})") from None

@@ -11,6 +11,7 @@ Sizes come from one table (`SIZES`); the input width is whatever SEnSeI produces
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -202,6 +203,48 @@ class AllMLPDecoder(nn.Module):
         return self.classify(self.dropout(self.fuse(torch.cat(ups[::-1], dim=1))))
 
 
+class FoldedDecoder(nn.Module):
+    """An `AllMLPDecoder` for inference, with the same logits up to float rounding.
+
+    The fuse convolution (1×1, 4·dim -> dim) over the concatenated upsampled projections is
+    most of a B0's arithmetic: at a quarter of the input size it multiplies 1024 channels per
+    pixel. Each stage's projection, its block of the fuse weights and the (eval-mode) batch
+    norm are all linear, and bilinear upsampling is linear per channel with weights summing to
+    1, so they commute: one 1×1 convolution per stage, applied at the stage's own resolution,
+    then upsampled and summed, gives the fused map; the biases add up to one.
+    """
+
+    def __init__(self, decoder: AllMLPDecoder) -> None:
+        super().__init__()
+        conv, norm = decoder.fuse[0], decoder.fuse[1]
+        assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+        assert norm.running_mean is not None and norm.running_var is not None
+        dim, stages = conv.out_channels, len(decoder.project)
+        with torch.no_grad():  # in float64: the products are rounded once, to float32
+            scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
+            bias = norm.bias.double() - norm.running_mean.double() * scale
+            # the fuse input is concatenated deepest stage first
+            blocks = conv.weight.double()[:, :, 0, 0].split(dim, dim=1)[::-1]
+            self.project = nn.ModuleList()
+            for proj, block in zip(decoder.project, blocks, strict=True):
+                assert isinstance(proj, nn.Conv2d) and proj.bias is not None
+                weight = scale[:, None] * (block @ proj.weight.double()[:, :, 0, 0])
+                bias = bias + scale * (block @ proj.bias.double())
+                folded = nn.Conv2d(proj.in_channels, dim, 1, bias=False)
+                folded.weight.copy_(weight[:, :, None, None].float())
+                self.project.append(folded)
+            self.register_buffer("bias", bias.float()[None, :, None, None])
+        assert stages == len(self.project)
+        self.classify = decoder.classify
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        size = feats[0].shape[-2:]
+        fused = self.project[0](feats[0]) + self.bias
+        for proj, f in zip(self.project[1:], feats[1:], strict=True):
+            fused += F.interpolate(proj(f), size=size, mode="bilinear", align_corners=False)
+        return self.classify(F.relu_(fused))
+
+
 class SegFormer(nn.Module):
     """``[B, in_ch, H, W] -> [B, classes, H, W]`` logits; any H, W (padded to a multiple of 32)."""
 
@@ -220,6 +263,16 @@ class SegFormer(nn.Module):
         self.encoder = MixTransformer(in_ch, spec, drop_path)
         self.decoder = AllMLPDecoder(spec.dims, spec.decoder_dim, classes, dropout)
         self.apply(_init_weights)
+
+    def folded(self) -> SegFormer:
+        """This network for inference (in eval mode) with its decoder folded
+        (`FoldedDecoder`), sharing the encoder's weights; this one is left as it is."""
+        new = copy.copy(self)
+        new._modules = dict(self._modules)  # a shallow copy would share the module table
+        decoder = self.decoder
+        assert isinstance(decoder, AllMLPDecoder)
+        new._modules["decoder"] = FoldedDecoder(decoder)
+        return new
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
