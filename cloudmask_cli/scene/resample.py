@@ -22,7 +22,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from cloudmask_cli.errors import InputError, first_line
-from cloudmask_cli.scene.sources import BandSource, to_physical
+from cloudmask_cli.scene.sources import BandSource, Mask, to_physical
 
 _EPS = 1e-6
 
@@ -127,6 +127,42 @@ def upsample_read(
     return bilinear_nan(vals, v, u)
 
 
+def upsample_mask(
+    ds: rasterio.io.DatasetReader,
+    mask: Mask,
+    bounds: tuple[float, ...],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """``mask.invalid`` of a raster coarser than the grid (e.g. a 20 m quality mask at 10 m),
+    tested on the covering source pixels at their own resolution and then repeated onto the
+    window: what a nearest-neighbour read of the window gives (the source pixel holding each
+    target pixel's centre), with a few times fewer pixels decoded into layers and tested.
+    Outside the raster, the test of the fill value (as a boundless read fills)."""
+    h, w = shape
+    left, bottom, right, top = bounds
+    t = ds.transform
+    cols = np.floor((left + (np.arange(w) + 0.5) * (right - left) / w - t.c) / t.a)
+    rows = np.floor((top - (np.arange(h) + 0.5) * (top - bottom) / h - t.f) / t.e)
+    cols, rows = cols.astype(np.int64), rows.astype(np.int64)
+    in_c, in_r = (cols >= 0) & (cols < ds.width), (rows >= 0) & (rows < ds.height)
+    fill = ds.nodata if ds.nodata is not None else 0
+    index = mask.index if isinstance(mask.index, int) else list(mask.index)
+    layers = 1 if isinstance(index, int) else len(index)
+    outside = bool(mask.invalid(np.full((layers, 1, 1), fill, dtype=ds.dtypes[0]))[0, 0])
+    out = np.full(shape, outside, dtype=bool)
+    if not (in_c.any() and in_r.any()):
+        return out
+    c0, c1 = int(cols[in_c].min()), int(cols[in_c].max()) + 1
+    r0, r1 = int(rows[in_r].min()), int(rows[in_r].max()) + 1
+    try:
+        values = ds.read(index, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except RasterioError as exc:
+        raise InputError(mask.path, f"cannot decode band {index} ({first_line(exc)})") from None
+    bad = mask.invalid(values)
+    out[np.ix_(in_r, in_c)] = bad[np.ix_(rows[in_r] - r0, cols[in_c] - c0)]
+    return out
+
+
 def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Sample ``vals`` at rows ``v`` x cols ``u`` (separable), ignoring NaN neighbours.
 
@@ -143,15 +179,20 @@ def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
     fv = (v - v0).astype(np.float32)[:, None]
     fu = (u - u0).astype(np.float32)[None, :]
     finite = np.isfinite(vals)
-    z = np.where(finite, vals, 0).astype(np.float32)
-    wgt = finite.astype(np.float32)
-    num = np.zeros((len(v), len(u)), dtype=np.float32)
-    den = np.zeros_like(num)
-    for rows, wr in ((v0, 1 - fv), (v1, fv)):
-        for cols, wc in ((u0, 1 - fu), (u1, fu)):
-            k = wr * wc
-            num += z[np.ix_(rows, cols)] * k
-            den += wgt[np.ix_(rows, cols)] * k
+
+    # separable: along the rows on the source columns, then along the columns (half the
+    # gathers and products of the four-neighbour sum, the same weights)
+    def interpolate(a: np.ndarray) -> np.ndarray:
+        rows = a[v0] * (1 - fv) + a[v1] * fv
+        return rows[:, u0] * (1 - fu) + rows[:, u1] * fu
+
+    if finite.all():
+        # the weights' sum as `interpolate` gives it for all-ones, operation for operation
+        # (so bit for bit what a window with some no-data gives on its valid pixels)
+        ones = (1 - fv) + fv
+        return interpolate(vals.astype(np.float32)) / (ones * (1 - fu) + ones * fu)
+    num = interpolate(np.where(finite, vals, 0).astype(np.float32))
+    den = interpolate(finite.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den
     nearest = finite[np.ix_(np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,27 +23,34 @@ from cloudmask_cli.scene.resample import (
     downsample_read,
     read_memory,
     read_resampled,
+    upsample_mask,
     upsample_read,
 )
 from cloudmask_cli.scene.sources import BandSource, Mask, to_physical
 from cloudmask_cli.sensors import Band, Sensor
 
 
-@dataclass(frozen=True)
-class _MaskSpan:
-    """Rows ``first``..``last`` of a mask's invalid pixels over a strip's columns, packed."""
+@dataclass
+class _MaskTiles:
+    """A mask's invalid pixels at the working resolution, one packed bit array per tile of the
+    mask file (tile ``(k, j)``: working-grid rows ``k * rows`` and columns ``j * cols`` on)."""
 
-    first: int
-    last: int
-    width: int
-    bits: np.ndarray
+    rows: int
+    cols: int
+    tiles: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
-    def covers(self, r0: int, r1: int) -> bool:
-        return self.first <= r0 and r1 <= self.last
-
-    def rows(self, r0: int, r1: int) -> np.ndarray:
-        rows = self.bits[r0 - self.first : r1 - self.first]
-        return np.unpackbits(rows, axis=1, count=self.width).astype(bool)
+    def span(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """The rows ``r0:r1`` and columns ``c0:c1`` (every tile they touch held)."""
+        out = np.empty((r1 - r0, c1 - c0), dtype=bool)
+        for k in range(r0 // self.rows, (r1 - 1) // self.rows + 1):
+            for j in range(c0 // self.cols, (c1 - 1) // self.cols + 1):
+                bits = self.tiles[k, j]
+                ta, tb = max(r0, k * self.rows), min(r1, (k + 1) * self.rows)
+                tc, td = max(c0, j * self.cols), min(c1, (j + 1) * self.cols)
+                part = np.unpackbits(bits[ta - k * self.rows : tb - k * self.rows], axis=1,
+                                     count=td - j * self.cols)  # fmt: skip
+                out[ta - r0 : tb - r0, tc - c0 : td - c0] = part[:, tc - j * self.cols :]
+        return out
 
 
 class Scene:
@@ -80,8 +87,8 @@ class Scene:
         self._vrts: dict[str, WarpedVRT] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        # per mask and strip columns: its last decoded block row, as bits (`_mask_span`)
-        self._mask_spans: dict[tuple[Mask, int, int], _MaskSpan] = {}
+        # per mask: its tiles tested and still needed, as bits (`_mask_span`)
+        self._mask_tiles: dict[Mask, _MaskTiles] = {}
 
     # -- grid -------------------------------------------------------------------------
     @property
@@ -168,7 +175,15 @@ class Scene:
                 ds.close()
             self._vrts.clear()
             self._handles.clear()
-            self._mask_spans.clear()
+            self._mask_tiles.clear()
+
+    def _release(self, path: str) -> None:
+        """Close one file's handle, and so drop its blocks from GDAL's cache (use under the
+        file's lock; it is reopened when read again)."""
+        with self._guard:
+            ds = self._handles.pop(path, None)
+        if ds is not None:
+            ds.close()
 
     def read(self, window: Window, bands: Sequence[int] | None = None) -> np.ndarray:
         """Bands (all, or these indices) over a window of the working grid.
@@ -220,37 +235,52 @@ class Scene:
         index = m.index if isinstance(m.index, int) else list(m.index)
         shape = (int(window.height), int(window.width))
         bounds = self.grid.window_bounds(window)
+        t, res = ds.transform, self.grid.resolution * (1 + 1e-6)
+        coarser = abs(t.a) > res and abs(t.e) > res and t.b == t.d == 0 and t.e < 0
+        if coarser and (ds.crs is None or ds.crs == self.crs):
+            return upsample_mask(ds, m, bounds, shape)
         return m.invalid(read_resampled(ds, index, bounds, shape, Resampling.nearest, m.path))
 
     def _mask_span(self, m: Mask, window: Window) -> np.ndarray:
-        """A strip of a mask, decoded a whole block row of the mask file at a time.
+        """A strip of a mask, each tile of the mask file decoded once per run.
 
-        Quality masks are multi-layer JPEG 2000 files with tall tiles (8 layers, 2048-row
-        tiles for the 20 m bands): the rows of successive strips fall in one tile row, which
-        the block cache cannot hold beside the bands, so each strip decoded it again. Here a
-        tile row is decoded once over the strip's columns and kept as bits at the working
-        resolution (nearest resampling is per pixel: a slice equals a read of the window).
+        Quality masks are multi-layer JPEG 2000 files with tall tiles (8 layers, 2048-row tiles
+        for the 20 m bands): successive strips fall in one tile row, and decoding it again for
+        each (or for each strip's columns, which change where windows without data are dropped)
+        cost more than the bands. Here each tile is tested once and kept as bits at the working
+        resolution until the strips have passed its row (nearest resampling is per pixel: a
+        slice equals a read of the window). The layers GDAL decoded are dropped from its block
+        cache with the handle: eight layers per tile pushed the bands' tiles out of it, and the
+        next strip decoded those again.
         """
         r0, r1 = int(window.row_off), int(window.row_off + window.height)
         c0, c1 = int(window.col_off), int(window.col_off + window.width)
+        res = self.grid.resolution
         with self._lock(m.path):
-            span = self._mask_spans.get((m, c0, c1))
-            if span is None or not span.covers(r0, r1):
+            held = self._mask_tiles.get(m)
+            if held is None:
                 ds = self._open(m.path)
-                block_h, block_w = ds.block_shapes[0]
-                res = self.grid.resolution
-                step = max(1, math.floor(block_h * abs(ds.transform.e) / res + 1e-6))
-                a, b = (r0 // step) * step, min(self.grid.height, -(-r1 // step) * step)
-                # a block (tile) at a time across: OpenJPEG holds every layer of what it decodes
-                # as int32 (8 layers of a 2048 px tile row of the 20 m masks: ~360 MB at once)
-                cols = max(1, math.floor(block_w * abs(ds.transform.a) / res + 1e-6))
-                bad = np.empty((b - a, c1 - c0), dtype=bool)
-                for c in range(c0, c1, cols):
-                    w = min(cols, c1 - c)
-                    bad[:, c - c0 : c - c0 + w] = self._mask_values(m, Window(c, a, w, b - a))
-                span = _MaskSpan(a, b, c1 - c0, np.packbits(bad, axis=1))
-                self._mask_spans[(m, c0, c1)] = span
-        return span.rows(r0, r1)
+                (block_h, block_w), t = ds.block_shapes[0], ds.transform
+                held = _MaskTiles(max(1, math.floor(block_h * abs(t.e) / res + 1e-6)),
+                                  max(1, math.floor(block_w * abs(t.a) / res + 1e-6)))  # fmt: skip
+                self._mask_tiles[m] = held
+            first = r0 // held.rows
+            # strips come top to bottom: tile rows above this one are done with (a strip read
+            # ahead out of order only decodes a tile again)
+            for key in [key for key in held.tiles if key[0] < first]:
+                del held.tiles[key]
+            decoded = False
+            for k in range(first, (r1 - 1) // held.rows + 1):
+                for j in range(c0 // held.cols, (c1 - 1) // held.cols + 1):
+                    if (k, j) not in held.tiles:
+                        a, b = k * held.rows, min(self.grid.height, (k + 1) * held.rows)
+                        c, d = j * held.cols, min(self.grid.width, (j + 1) * held.cols)
+                        bad = self._mask_values(m, Window(c, a, d - c, b - a))
+                        held.tiles[k, j] = np.packbits(bad, axis=1)
+                        decoded = True
+            if decoded and all(b.path != m.path for b in self.bands):
+                self._release(m.path)
+            return held.span(r0, r1, c0, c1)
 
     def _warped(self, path: str) -> WarpedVRT:
         """A bilinear warp of a raster in another CRS onto the working grid (use under lock)."""

@@ -68,9 +68,9 @@ class Mask:
         if self.invalid_bits:
             bad |= (values.astype(np.int64) & self.invalid_bits) != 0
         if self.invalid_values:
-            bad |= np.isin(values, self.invalid_values)
+            bad |= equals_any(values, self.invalid_values)
         if self.valid_values:
-            bad |= ~np.isin(values, self.valid_values)
+            bad |= ~equals_any(values, self.valid_values)
         return np.asarray(bad.any(axis=0)) if bad.ndim == 3 else bad
 
 
@@ -101,5 +101,14 @@ class BandSource:
 def to_physical(src: BandSource, dn: np.ndarray) -> np.ndarray:
     values = src.radiometry.apply(dn)
     if src.nodata:
-        values[np.isin(dn, src.nodata)] = np.nan
+        values[equals_any(dn, src.nodata)] = np.nan
     return values
+
+
+def equals_any(values: np.ndarray, targets: tuple[float, ...]) -> np.ndarray:
+    """``np.isin(values, targets)`` for the few targets of a no-data or mask list: one
+    comparison per target (isin looks every pixel up in a table, several times slower)."""
+    out = values == targets[0]
+    for t in targets[1:]:
+        out |= values == t
+    return out
