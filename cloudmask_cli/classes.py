@@ -77,7 +77,7 @@ def check_style(style: str) -> None:
         raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
 
 
-def _first_argmax(scores: Any) -> Any:
+def first_argmax(scores: Any) -> Any:
     """Index of the largest of ``scores`` along axis 0 (the first on ties, as numpy).
 
     A running maximum: torch's argmax over the leading axis of a (G, n, W) strip is ~20 times
@@ -119,7 +119,7 @@ def fold(probs: Any, style: str, valid: Any = None) -> Any:
             [p[[index[c] for c in members]].sum(dim=0) for _, _, members in groups]
         )
     lut = torch.tensor([code for code, _, _ in groups], dtype=torch.uint8, device=p.device)
-    codes = lut[_first_argmax(summed)]
+    codes = lut[first_argmax(summed)]
     codes[p.amax(dim=0) <= 0] = NODATA
     if valid is not None:
         if isinstance(valid, np.ndarray):

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from cloudmask_cli.classes import CLASSES
+from cloudmask_cli.classes import CLASSES, first_argmax
 from cloudmask_cli.sensors import Band
 from cloudmask_cli.spectral import snow, vegetation, water
 
@@ -58,7 +58,7 @@ def refine(probs: torch.Tensor | np.ndarray, x: np.ndarray, bands: Sequence[Band
     if p.ndim == 3:
         p, x = p[None], x[None]
     # the network's classes, before any test moves anything: one test never feeds another
-    top = p.argmax(dim=1)
+    top = first_argmax(p.transpose(0, 1))
     for test, cls, replaces in SURFACES:
         found = torch.from_numpy(np.stack([test(w, bands) for w in x])).to(p.device)
         if not bool(found.any()):

@@ -153,17 +153,24 @@ class StripReader:
             bad = job.invalid.result()
             if bad is not None:
                 x[:, bad] = np.nan
-        primary = self.scene.primary
+        # a pixel has data where a primary band has: decided per pixel, so once for the strip
+        finite = np.isfinite(x)
+        data = np.zeros(x.shape[1:], dtype=bool)
+        for i in self.scene.primary:
+            data |= finite[i]
+        if not data.all():
+            x[:, ~data] = np.nan
+            finite &= data
         c0 = int(job.window.col_off)
         tiles = []
         for win in job.windows:
-            c = int(win.col_off) - c0
-            t = x[:, : int(win.height), c : c + int(win.width)]
-            valid = np.isfinite(t[primary]).any(axis=0)
+            c, h, w = int(win.col_off) - c0, int(win.height), int(win.width)
+            t, valid, fin = x[:, :h, c : c + w], data[:h, c : c + w], finite[:, :h, c : c + w]
             if self.aoi is not None:
-                valid &= self.aoi.inside(win)
-            # per pixel, so the same in every window that shares it: safe on the strip's view
-            t[:, ~valid] = np.nan
-            bands = np.isfinite(t).reshape(t.shape[0], -1).any(axis=1)
+                valid = valid & self.aoi.inside(win)
+                # per pixel, so the same in every window that shares it: safe on the strip
+                t[:, ~valid] = np.nan
+                fin = fin & valid
+            bands = fin.any(axis=(1, 2))
             tiles.append(Tile(win, t, valid, bands))
         return Strip(job.window, tiles, seconds)
