@@ -219,7 +219,7 @@ class FoldedDecoder(nn.Module):
         conv, norm = decoder.fuse[0], decoder.fuse[1]
         assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
         assert norm.running_mean is not None and norm.running_var is not None
-        dim, stages = conv.out_channels, len(decoder.project)
+        dim = conv.out_channels
         with torch.no_grad():  # in float64: the products are rounded once, to float32
             scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
             bias = norm.bias.double() - norm.running_mean.double() * scale
@@ -234,7 +234,6 @@ class FoldedDecoder(nn.Module):
                 folded.weight.copy_(weight[:, :, None, None].float())
                 self.project.append(folded)
             self.register_buffer("bias", bias.float()[None, :, None, None])
-        assert stages == len(self.project)
         self.classify = decoder.classify
 
     def forward(self, feats: list[Tensor]) -> Tensor:
