@@ -97,6 +97,19 @@ def downsample_read(
     return values[mt : mt + h, ml : ml + w]
 
 
+def centres(
+    ds: rasterio.io.DatasetReader, bounds: tuple[float, ...], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the centres of a window's pixels (``bounds``, ``shape`` on the working grid)
+    fall in a north-up source raster: continuous row and column coordinates, source pixel
+    ``(r, c)`` spanning ``[r, r + 1) x [c, c + 1)``."""
+    h, w = shape
+    left, bottom, right, top = bounds
+    tx = left + (np.arange(w) + 0.5) * (right - left) / w
+    ty = top - (np.arange(h) + 0.5) * (top - bottom) / h
+    return (ty - ds.transform.f) / ds.transform.e, (tx - ds.transform.c) / ds.transform.a
+
+
 def upsample_read(
     ds: rasterio.io.DatasetReader,
     src: BandSource,
@@ -104,13 +117,9 @@ def upsample_read(
     shape: tuple[int, int],
 ) -> np.ndarray:
     """Read the covering source pixels natively and upsample with no-data-aware bilinear."""
-    h, w = shape
-    left, bottom, right, top = bounds
-    # Source pixel coordinates (continuous, pixel centres at .5) of the target pixel centres.
-    tx = left + (np.arange(w) + 0.5) * (right - left) / w
-    ty = top - (np.arange(h) + 0.5) * (top - bottom) / h
-    u = (tx - ds.transform.c) / ds.transform.a - 0.5
-    v = (ty - ds.transform.f) / ds.transform.e - 0.5
+    v, u = centres(ds, bounds, shape)
+    # pixel coordinates with the source pixel centres at whole numbers, for the kernel
+    u, v = u - 0.5, v - 0.5
     c0 = max(0, math.floor(u.min()))
     r0 = max(0, math.floor(v.min()))
     c1 = min(ds.width, math.floor(u.max()) + 2)
@@ -138,12 +147,8 @@ def upsample_mask(
     window: what a nearest-neighbour read of the window gives (the source pixel holding each
     target pixel's centre), with a few times fewer pixels decoded into layers and tested.
     Outside the raster, the test of the fill value (as a boundless read fills)."""
-    h, w = shape
-    left, bottom, right, top = bounds
-    t = ds.transform
-    cols = np.floor((left + (np.arange(w) + 0.5) * (right - left) / w - t.c) / t.a)
-    rows = np.floor((top - (np.arange(h) + 0.5) * (top - bottom) / h - t.f) / t.e)
-    cols, rows = cols.astype(np.int64), rows.astype(np.int64)
+    v, u = centres(ds, bounds, shape)
+    rows, cols = np.floor(v).astype(np.int64), np.floor(u).astype(np.int64)
     in_c, in_r = (cols >= 0) & (cols < ds.width), (rows >= 0) & (rows < ds.height)
     fill = ds.nodata if ds.nodata is not None else 0
     index = mask.index if isinstance(mask.index, int) else list(mask.index)
