@@ -12,6 +12,7 @@ from training_fixtures import tif
 from typer.testing import CliRunner
 
 from cloudmask_cli.cli import app
+from cloudmask_cli.errors import InputError
 from cloudmask_cli.model.checkpoint import read_metadata
 from cloudmask_cli.training.adapters import open_dataset
 from cloudmask_cli.training.config import parse_config
@@ -176,6 +177,35 @@ def test_cross_validate_end_to_end_and_resume(tmp_path: Path) -> None:
     assert row["cloud_f1_folds"]["n"] == 2
     with pytest.raises(InputError, match="not a cross-validation summary"):
         crossval_figures(out / "folds.json")
+
+
+def test_a_fold_short_of_the_recipe_resumes_from_its_last_state(tmp_path: Path) -> None:
+    # best.safetensors is written after every epoch: a fold interrupted mid-training, or
+    # trained by a shorter recipe, was scored as if it were done
+    raw = recipe(tmp_path)
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    short, out = tmp_path / "short", tmp_path / "cv"
+    cross_validate(config, short, k=2)
+    for fold in ("fold1", "fold2"):
+        (out / fold).mkdir(parents=True)
+        for f in (short / fold).glob("*"):  # what the short run left, scores included
+            (out / fold / f.name).write_bytes(f.read_bytes())
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump({**raw, "epochs": 2}), encoding="utf-8")
+    resumed = cross_validate(longer, out, k=2)
+    fresh = cross_validate(longer, tmp_path / "fresh", k=2)
+    for fold in ("fold1", "fold2"):
+        state = json.loads((out / fold / "last.state.json").read_text())
+        assert state["epoch"] == 2
+        # the same weights as a run of the longer recipe from scratch, scored again
+        a = (out / fold / "best.safetensors").read_bytes()
+        assert a == (tmp_path / "fresh" / fold / "best.safetensors").read_bytes()
+        assert a != (short / fold / "best.safetensors").read_bytes()
+    assert json.dumps(resumed.summary) == json.dumps(fresh.summary)
+    # a fold trained further than the recipe asks is an error, not scored as the recipe
+    with pytest.raises(InputError, match="trained 2 epochs, the recipe asks for 1"):
+        cross_validate(config, out, k=2)
 
 
 def test_cli_cross_validation_prints_the_tables(tmp_path: Path) -> None:

@@ -222,7 +222,9 @@ def run_fold(
     """Train the recipe on ``fold`` and score its test samples: ``out/<fold>/scores-<who>.npz``
     per predictor (model, baseline, peers; with ``flips`` the model with test-time mirror
     images too, paired). What an earlier run left (weights, scores) is kept, so an interrupted
-    run resumes, and peers, perturbations or flips can be added later. Returns the fold's
+    run resumes, and peers, perturbations or flips can be added later; a fold whose last
+    training state is short of the recipe's epochs continues from it (a longer recipe can
+    start from a shorter one's folds of the same seed) and is scored again. Returns the fold's
     folder."""
     import torch
 
@@ -234,10 +236,20 @@ def run_fold(
     folder = out / fold.name
     weights = folder / "best.safetensors"
     fcfg = fold_config(cfg, fold, folder)
-    if not weights.is_file():
+    last = folder / "last.safetensors"
+    trained = _epochs_trained(last)
+    if trained is not None and trained > cfg.epochs:
+        raise InputError(last, f"{fold.name} trained {trained} epochs, the recipe asks for "
+                               f"{cfg.epochs}: score it with its own recipe or another --out")  # fmt: skip
+    if not weights.is_file() or (trained is not None and trained < cfg.epochs):
+        # `best` is saved every epoch: a fold cut short (interrupted, or trained by a shorter
+        # recipe with the same seed) continues from its last state, exactly as one run would
+        resume = last if trained is not None else None
+        for stale in folder.glob("scores-*.npz"):
+            stale.unlink()
         found = [d.narrow(fold.train[d.name]) for d in fcfg.datasets]
         splits = split_prepared(fcfg, found, [None] * len(found))
-        train(fcfg, out=folder, splits=splits)
+        train(fcfg, out=folder, splits=splits, resume=resume)
     if not weights.is_file():
         raise InputError(cfg.path or None, f"{fold.name}: training wrote no best.safetensors")
     # (predictor factory, perturbations): a predictor is built only where there is work for it
@@ -270,6 +282,19 @@ def run_fold(
         np.savez_compressed(tmp, **arrays)
         tmp.replace(path)
     return folder
+
+
+def _epochs_trained(last: Path) -> int | None:
+    """Whole epochs behind a fold's ``last`` checkpoint (None: no training state there)."""
+    from cloudmask_cli.training.state import state_paths
+
+    info = state_paths(last)[1]
+    if not info.is_file():
+        return None
+    try:
+        return int(json.loads(info.read_text(encoding="utf-8"))["epoch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(info, f"unreadable training state ({exc})") from None
 
 
 def _peer(name: str) -> Predictor:
