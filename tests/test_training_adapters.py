@@ -361,6 +361,40 @@ def test_real_scl_tile(shared_data: Path) -> None:
     assert x.shape[1:] == (64, 64) and bits.any()
 
 
+@pytest.mark.realdata
+def test_a_window_of_a_whole_real_sample_is_the_window_read(shared_data: Path) -> None:
+    # what lets training crop from samples held in memory (datasets.SampleCache): the same
+    # values and labels as reading the crop from the files, bit for bit, on every labelled set
+    from conftest import require
+
+    from cloudmask_cli.training.datasets import SampleCache
+
+    safe = "products/sentinel2/S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
+    sets = [
+        open_dataset("biome-patches", require(shared_data / "labelled/landsat8-biome-patches"),
+                     "all")[:4],
+        open_dataset("oncloudn", require(shared_data / "labelled/sentinel2-oncloudn"), "all")[:3],
+        open_dataset("scl", require(shared_data / safe), None, {"resolution": 60, "patch": 256})[
+            :4
+        ],
+    ]  # fmt: skip
+    rng = np.random.default_rng(0)
+    for samples in sets:
+        cache = SampleCache()
+        for key, s in enumerate(samples):
+            h, w = s.shape
+            for _ in range(3):
+                size = int(rng.integers(16, 200))
+                r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+                idx = sorted(rng.choice(len(s.bands), max(1, len(s.bands) // 2), replace=False))
+                box = (r, c, size, size)
+                x, bits = cache.window(key, s, box, [int(i) for i in idx])
+                want, label = s.read(box, [int(i) for i in idx])
+                assert np.array_equal(x, want, equal_nan=True), (s.id, box)
+                assert np.array_equal(bits, load_scheme(s.scheme).bits(label)), (s.id, box)
+        assert all(v is not None for v in cache._held.values())
+
+
 def test_scl_val_block_is_a_spatial_hold_out(tmp_path: Path) -> None:
     from cloudmask_cli.demo.sentinel2 import write_sentinel2
 

@@ -15,6 +15,7 @@ from cloudmask_cli.sensors import get_sensor
 from cloudmask_cli.training.augment import Augmentation, BandSampling, augment, choose_bands
 from cloudmask_cli.training.datasets import (
     MixedSampler,
+    SampleCache,
     TrainingDataset,
     ValidationDataset,
     collate,
@@ -110,6 +111,21 @@ def test_training_dataset_and_collate(tmp_path: Path) -> None:
     assert len(val) == 2 * 4  # 20 px tiled by 16 px windows (clamped): 2 x 2 per sample
     item = val[0]
     assert item["x"].shape[0] == 4 and item["possible"].any(0).all()
+
+
+def test_crops_from_the_sample_cache_are_the_crops_read_from_disk(tmp_path: Path) -> None:
+    samples = load_stored(training_set(tmp_path / "d", size=40), "train")
+    cached = TrainingDataset(samples, crop=24, bands=BandSampling(keep_all=0.3), seed=5)
+    read = TrainingDataset(samples, crop=24, bands=BandSampling(keep_all=0.3), seed=5)
+    read.cache = SampleCache(budget=0)  # nothing fits: every crop is read from its file
+    for key in [(i, i % len(samples)) for i in range(24)] + [(3, 1), (3, 1)]:
+        a, b = cached[key], read[key]
+        for k in ("x", "descriptors", "possible"):
+            assert torch.equal(torch.nan_to_num(a[k]), torch.nan_to_num(b[k])), (key, k)
+    # every sample is held (40 x 40 px, 13 bands: well inside the default budget)
+    assert all(v is not None for v in cached.cache._held.values())
+    assert len(cached.cache._held) == len(samples)
+    assert all(v is None for v in read.cache._held.values())
 
 
 def test_mixed_sampler_weights_and_sharding() -> None:

@@ -43,6 +43,7 @@ from cloudmask_cli.training.synthetic import SyntheticClouds
 MAX_CROP_DRAWS = 20
 FOCUS_POSITIONS = 4096  # pixels kept per sample and class to centre focused crops on
 Key = tuple[int, int]  # (draw number, sample index): the draw seeds the randomness
+SAMPLE_CACHE_BYTES = 1 << 30  # whole samples kept in memory by a training dataset (per worker)
 
 
 def decided_positions(sample: RawSample, classes: Sequence[str]) -> dict[int, np.ndarray]:
@@ -61,12 +62,53 @@ def decided_positions(sample: RawSample, classes: Sequence[str]) -> dict[int, np
     return out
 
 
+class SampleCache:
+    """Whole samples (physical values, label bits) kept in memory up to ``budget`` bytes.
+
+    A run draws thousands of crops from a few dozen samples: decoding each crop from its file
+    was a fifth of a CPU training step. A window of a whole read is the window read (checked
+    on every labelled set: test_training_loop), so the crops are the same; a sample that does
+    not fit in what is left of the budget is read per crop as before."""
+
+    def __init__(self, budget: int = SAMPLE_CACHE_BYTES) -> None:
+        self.budget = budget
+        self._held: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def window(
+        self, key: int, sample: RawSample, box: Box, band_idx: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 ``[k, h, w]``, uint8 label bits ``[h, w]``) of ``box``, both new arrays."""
+        if key not in self._held:
+            h, w = sample.shape
+            size = h * w * (4 * len(sample.bands) + 1)
+            whole = None
+            if size <= self.budget:
+                x, label = sample.read()
+                whole = (x, load_scheme(sample.scheme).bits(label, sample.id))
+                self.budget -= size
+            self._held[key] = whole
+        whole = self._held[key]
+        if whole is None:
+            x, label = sample.read(box, band_idx)
+            return x, load_scheme(sample.scheme).bits(label, sample.id)
+        r, c, h, w = box
+        return whole[0][band_idx, r : r + h, c : c + w], whole[1][r : r + h, c : c + w].copy()
+
+
 def _item(
-    sample: RawSample, box: Box, band_idx: list[int], crop: int
+    sample: RawSample,
+    box: Box,
+    band_idx: list[int],
+    crop: int,
+    cache: tuple[SampleCache, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read a window, turn labels into class bits, pad to ``crop`` (NaN, unlabelled)."""
-    x, label = sample.read(box, band_idx)
-    bits = load_scheme(sample.scheme).bits(label, sample.id)
+    """Read a window (from ``cache``: (cache, sample key) when given), turn labels into class
+    bits, pad to ``crop`` (NaN, unlabelled)."""
+    if cache is None:
+        x, label = sample.read(box, band_idx)
+        bits = load_scheme(sample.scheme).bits(label, sample.id)
+    else:
+        x, bits = cache[0].window(cache[1], sample, box, band_idx)
     bits[~np.isfinite(x).any(axis=0)] = NO_DATA_BITS
     h, w = bits.shape
     if (h, w) != (crop, crop):
@@ -117,6 +159,7 @@ class TrainingDataset(Dataset):
         self.focus = focus
         self.other_sensors = other_sensors
         self._positions: dict[int, dict[int, np.ndarray]] = {}  # per sample, read once
+        self.cache = SampleCache()
 
     def _focused(self, index: int, rng: np.random.Generator) -> tuple[int, int] | None:
         """The (row, col) a focused crop is centred on, or None for a uniform crop."""
@@ -161,7 +204,7 @@ class TrainingDataset(Dataset):
                 r = int(rng.integers(0, max(h - size, 0) + 1))
                 c = int(rng.integers(0, max(w - size, 0) + 1))
             box = (r, c, min(size, h), min(size, w))
-            x, bits = _item(sample, box, band_idx, size)
+            x, bits = _item(sample, box, band_idx, size, (self.cache, index))
             if np.isfinite(x).any():
                 break
         if size != self.crop:
