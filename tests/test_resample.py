@@ -87,3 +87,33 @@ def test_bilinear_without_no_data_is_the_no_data_aware_result_bit_for_bit():
     want = vals[0, 0] * 0.75 * 0.75 + vals[0, 1] * 0.75 * 0.25 + vals[1, 0] * 0.25 * 0.75
     want += vals[1, 1] * 0.25 * 0.25
     np.testing.assert_allclose(clean[1, 1], want, rtol=1e-6)
+
+
+def _bilinear_reference(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Four neighbours weighted in float64, NaN neighbours left out (the definition)."""
+    hs, ws = vals.shape
+    out = np.full((v.size, u.size), np.nan)
+    for i, y in enumerate(np.clip(v, 0, hs - 1)):
+        for j, x in enumerate(np.clip(u, 0, ws - 1)):
+            r0, c0 = int(np.floor(y)), int(np.floor(x))
+            fy, fx = y - r0, x - c0
+            num = den = 0.0
+            for r, wr in ((r0, 1 - fy), (min(r0 + 1, hs - 1), fy)):
+                for c, wc in ((c0, 1 - fx), (min(c0 + 1, ws - 1), fx)):
+                    if np.isfinite(vals[r, c]):
+                        num, den = num + wr * wc * vals[r, c], den + wr * wc
+            if np.isfinite(vals[int(np.rint(y)), int(np.rint(x))]):
+                out[i, j] = num / den
+    return out
+
+
+@pytest.mark.parametrize("factor", [2, 3, 6, 2.7])
+def test_bilinear_is_the_four_neighbour_weighting(factor):
+    rng = np.random.default_rng(3)
+    vals = rng.uniform(0, 1, (9, 11)).astype(np.float32)
+    v = (np.arange(int(9 * factor) - 2) + 0.5) / factor - 0.5 + 0.2
+    u = (np.arange(int(11 * factor)) + 0.5) / factor - 0.5 - 0.1
+    for a in (vals, np.where(rng.random(vals.shape) < 0.2, np.nan, vals).astype(np.float32)):
+        got, want = bilinear_nan(a, v, u), _bilinear_reference(a, v, u)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=2e-6)

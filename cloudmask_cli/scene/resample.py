@@ -164,7 +164,11 @@ def upsample_mask(
     except RasterioError as exc:
         raise InputError(mask.path, f"cannot decode band {index} ({first_line(exc)})") from None
     bad = mask.invalid(values)
-    out[np.ix_(in_r, in_c)] = bad[np.ix_(rows[in_r] - r0, cols[in_c] - c0)]
+    # whole rows taken, then columns: two 1-D gathers, not one 2-D one per target pixel
+    held = np.take(np.take(bad, rows[in_r] - r0, axis=0), cols[in_c] - c0, axis=1)
+    if in_r.all() and in_c.all():
+        return held
+    out[np.ix_(in_r, in_c)] = held
     return out
 
 
@@ -183,26 +187,41 @@ def bilinear_nan(vals: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
     u1 = np.minimum(u0 + 1, ws - 1)
     fv = (v - v0).astype(np.float32)[:, None]
     fu = (u - u0).astype(np.float32)[None, :]
+    gv, gu = 1 - fv, 1 - fu
     finite = np.isfinite(vals)
 
-    # separable: along the rows on the source columns, then along the columns (half the
-    # gathers and products of the four-neighbour sum, the same weights)
+    # separable: along the columns on the source rows (a few times fewer of them than the
+    # target's), then whole rows taken and mixed; `take` and in-place products, no 2-D gather
     def interpolate(a: np.ndarray) -> np.ndarray:
-        rows = a[v0] * (1 - fv) + a[v1] * fv
-        return rows[:, u0] * (1 - fu) + rows[:, u1] * fu
+        cols = np.take(a, u0, axis=1)
+        cols *= gu
+        part = np.take(a, u1, axis=1)
+        part *= fu
+        cols += part
+        out = np.take(cols, v0, axis=0)
+        out *= gv
+        part = np.take(cols, v1, axis=0)
+        part *= fv
+        out += part
+        return out
 
     if finite.all():
         # the weights' sum as `interpolate` gives it for all-ones, operation for operation
-        # (so bit for bit what a window with some no-data gives on its valid pixels)
-        ones = (1 - fv) + fv
-        return interpolate(vals.astype(np.float32)) / (ones * (1 - fu) + ones * fu)
+        # (so bit for bit what a window with some no-data gives on its valid pixels); where
+        # it is exactly 1 everywhere (e.g. a 20 m band at 10 m) dividing changes nothing
+        out = interpolate(vals.astype(np.float32))
+        ones = gu + fu
+        if not ((ones == 1).all() and (gv + fv == 1).all()):
+            out /= ones * gv + ones * fv
+        return out
     num = interpolate(np.where(finite, vals, 0).astype(np.float32))
     den = interpolate(finite.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    nearest = finite[np.ix_(np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))]
-    out[~nearest] = np.nan
-    return out
+        num /= den
+    nearest = np.take(np.take(finite, np.rint(v).astype(np.int64), axis=0),
+                      np.rint(u).astype(np.int64), axis=1)  # fmt: skip
+    num[~nearest] = np.nan
+    return num
 
 
 def read_memory(src: BandSource, crs: CRS, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
