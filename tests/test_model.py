@@ -264,6 +264,23 @@ def test_nan_in_one_band_gives_finite_output(b0):
     assert torch.isfinite(out).all()
 
 
+def test_infinite_values_are_invalid_like_nan(b0):
+    # the normalising clamp turns an infinity into a finite value: it must still be masked
+    # (the all-finite window skips that pass), in whichever order the bands come
+    x = _s2_values(2, 64, 64)
+    holed, inf = x.clone(), x.clone()
+    holed[0, 4, 10:30, 5:40], inf[0, 4, 10:30, 5:40] = float("nan"), float("inf")
+    holed[1, 2, :3], inf[1, 2, :3] = float("nan"), -float("inf")
+    perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = b0(holed, S2)
+        assert torch.equal(b0(inf, S2), want)
+        assert torch.equal(b0(inf[:, perm], S2[perm]), b0(holed[:, perm], S2[perm]))
+        # the caller's isfinite is the one the network would compute
+        finite = torch.isfinite(x)
+        assert torch.equal(b0.embed(x, S2, None, finite), b0.embed(x, S2))
+
+
 def test_sample_without_valid_pixels_keeps_training_gradients_finite():
     """An all-NaN sample in a batch used to give NaN gradients (chained layer norms on
     constant tokens blow the gradient up); it must not touch the other samples' training."""

@@ -141,12 +141,14 @@ class ModelConfig:
         return validated(cls, data)
 
 
-def normalise(x: Tensor, descriptors: Tensor, config: ModelConfig) -> Tensor:
+def normalise(
+    x: Tensor, descriptors: Tensor, config: ModelConfig, finite: Tensor | None = None
+) -> Tensor:
     """Physical values -> the network's normalised values (NaN kept where invalid).
 
     This is also the target of the recovery head (`CloudMaskNet.recover`).
     """
-    return normalise_bands(x, descriptors, config.normalisation, config.clip)
+    return normalise_bands(x, descriptors, config.normalisation, config.clip, finite)
 
 
 class RecoveryHead(nn.Module):
@@ -203,12 +205,21 @@ class CloudMaskNet(nn.Module):
         )
         self.recovery = RecoveryHead(config.embed_channels, config.recovery_width)
 
-    def embed(self, x: Tensor, descriptors: Tensor, band_mask: Tensor | None = None) -> Tensor:
-        """SEnSeI output ``[B, embed_channels, H, W]`` (zeros where no band is valid)."""
+    def embed(
+        self,
+        x: Tensor,
+        descriptors: Tensor,
+        band_mask: Tensor | None = None,
+        finite: Tensor | None = None,
+    ) -> Tensor:
+        """SEnSeI output ``[B, embed_channels, H, W]`` (zeros where no band is valid);
+        ``finite``: ``isfinite(x)`` when the caller has it already."""
         if x.dim() != 4:
             raise ValueError(f"expected x of shape [B, N, H, W], got {tuple(x.shape)}")
         descriptors = descriptors.to(x.device)
-        return self.sensei(normalise(x, descriptors, self.config), descriptors, band_mask)
+        finite = torch.isfinite(x) if finite is None else finite
+        xn = normalise(x, descriptors, self.config, finite)
+        return self.sensei(xn, descriptors, band_mask, finite)
 
     def segment(self, embedding: Tensor, present: Tensor | None = None) -> Tensor:
         """SegFormer part: embedding ``[B, C, H, W]`` -> logits ``[B, classes, H, W]``.
@@ -256,12 +267,14 @@ class CloudMaskNet(nn.Module):
         return self.recovery(embedding, descriptors.to(embedding.device))
 
     def forward(self, x: Tensor, descriptors: Tensor, band_mask: Tensor | None = None) -> Tensor:
-        return self.segment(self.embed(x, descriptors, band_mask), has_data(x, band_mask))
+        finite = torch.isfinite(x)  # once: normalising, SEnSeI's statistics and masks use it
+        embedding = self.embed(x, descriptors, band_mask, finite)
+        return self.segment(embedding, has_data(x, band_mask, finite))
 
 
-def has_data(x: Tensor, band_mask: Tensor | None = None) -> Tensor:
+def has_data(x: Tensor, band_mask: Tensor | None = None, finite: Tensor | None = None) -> Tensor:
     """``[B]`` bool: the samples of ``x [B, N, H, W]`` with at least one valid band value."""
-    finite = torch.isfinite(x)
+    finite = torch.isfinite(x) if finite is None else finite
     if band_mask is not None:
         finite = finite & band_mask.to(device=x.device, dtype=torch.bool)[:, :, None, None]
     return finite.flatten(1).any(1)

@@ -67,11 +67,13 @@ def normalise_bands(
     descriptors: Tensor,
     table: Mapping[str, Sequence[float]] = DEFAULT_NORMALISATION,
     clip: float = DEFAULT_CLIP,
+    finite: Tensor | None = None,
 ) -> Tensor:
     """Physical values ``x [B, N, H, W]`` -> normalised float32 values, NaN where not finite.
 
     ``descriptors [B, N, >=LENGTH]`` (or ``[N, >=LENGTH]``) gives each band's kind; a band with
-    no known kind (e.g. zero padding) is passed through unscaled.
+    no known kind (e.g. zero padding) is passed through unscaled. ``finite``: ``isfinite(x)``
+    when the caller has it already.
     """
     x = x.float()
     kinds = band_kinds(descriptors.to(x.device))
@@ -84,7 +86,9 @@ def normalise_bands(
     if offset.dim() == 1:  # descriptors given without a batch dimension
         offset, scale = offset[None], scale[None]
     out = ((x - offset[..., None, None]) / scale[..., None, None]).clamp(-clip, clip)
-    return out.masked_fill(~torch.isfinite(x), float("nan"))
+    finite = torch.isfinite(x) if finite is None else finite
+    # the clamp made infinities finite; a window with no such value needs no second pass
+    return out if bool(finite.all()) else out.masked_fill(~finite, float("nan"))
 
 
 def band_statistics(
@@ -251,7 +255,15 @@ class SEnSeI(nn.Module):
             v = block(v, key_mask)
         return self.norm(v)
 
-    def forward(self, xn: Tensor, descriptors: Tensor, band_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        xn: Tensor,
+        descriptors: Tensor,
+        band_mask: Tensor | None = None,
+        finite: Tensor | None = None,
+    ) -> Tensor:
+        """Embedding ``[B, channels, H, W]`` of normalised bands ``xn [B, N, H, W]``
+        (``finite``: ``isfinite(xn)`` when the caller has it already)."""
         b, n, h, w = xn.shape
         if descriptors.dim() == 2:
             descriptors = descriptors.expand(b, -1, -1)
@@ -265,7 +277,7 @@ class SEnSeI(nn.Module):
         band_mask = band_mask.to(device=xn.device, dtype=torch.bool)
         with torch.autocast(device_type=xn.device.type, enabled=False):
             xn = xn.float()
-            valid = torch.isfinite(xn) & band_mask[:, :, None, None]
+            valid = (torch.isfinite(xn) if finite is None else finite) & band_mask[:, :, None, None]
             stats = band_statistics(xn, valid, max_samples=self.stats_samples)
             if self.training and self.stats_noise > 0:
                 # Trained on few scenes, the network can key on a window's exact statistics
@@ -280,8 +292,10 @@ class SEnSeI(nn.Module):
             # Band planes in canonical order, zero where invalid. Plain indexing copies whole
             # planes; take_along_dim broadcasts its index over every pixel (a remainder per
             # element), a large share of SEnSeI's CPU time (benchmarks/results.md).
-            valid = valid[rows[:, None], order]
-            s = xn[rows[:, None], order].masked_fill(~valid, 0.0)
+            if not bool((order == torch.arange(n, device=order.device)).all()):
+                valid, xn = valid[rows[:, None], order], xn[rows[:, None], order]
+            # (bands already in canonical order, all valid: the usual window, no copies)
+            s = xn if bool(valid.all()) else xn.masked_fill(~valid, 0.0)
             weight = valid.float()
             if self.gate is not None:
                 # weighted mean: Σ g·w·α·sin(...) / Σ g·w, g = exp(gate) in [e^-GATE, e^GATE]
