@@ -70,8 +70,8 @@ class SampleCache:
     on every labelled set: test_training_loop), so the crops are the same; a sample that does
     not fit in what is left of the budget is read per crop as before."""
 
-    def __init__(self, budget: int = SAMPLE_CACHE_BYTES) -> None:
-        self.budget = budget
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = SAMPLE_CACHE_BYTES if budget is None else budget
         self._held: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def window(
