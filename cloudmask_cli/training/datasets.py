@@ -65,10 +65,11 @@ def decided_positions(sample: RawSample, classes: Sequence[str]) -> dict[int, np
 class SampleCache:
     """Whole samples (physical values, label bits) kept in memory up to ``budget`` bytes.
 
-    A run draws thousands of crops from a few dozen samples: decoding each crop from its file
-    was a fifth of a CPU training step. A window of a whole read is the window read (checked
-    on every labelled set: test_training_loop), so the crops are the same; a sample that does
-    not fit in what is left of the budget is read per crop as before."""
+    A run draws thousands of crops from a few dozen samples, and decoding each crop from its
+    files was a large share of a CPU training step (benchmarks/train_speed.py). A window of a
+    whole read is the window read (checked on every labelled set: test_training_adapters), so
+    the crops are the same; a sample that does not fit in what is left of the budget is read
+    per crop as before."""
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = SAMPLE_CACHE_BYTES if budget is None else budget
