@@ -28,21 +28,18 @@ def score(config: str, runs: list[str], index: int, out: str) -> str:
     import torch
 
     from cloudmask_cli.inference.refine import refine
-    from cloudmask_cli.masker import CloudMasker
     from cloudmask_cli.training import crossval as cv
     from cloudmask_cli.training.config import load_config
+    from cloudmask_cli.training.evaluate import _model_predict
 
     torch.set_num_threads(1)
     fold = cv.make_folds(cv.all_samples(load_config(config)), 5)[index]
-    engines = [
-        CloudMasker(Path(r) / fold.name / "best.safetensors", device="cpu", batch_size=1,
-                    runtime="torch").engine
-        for r in runs
-    ]  # fmt: skip
+    # each run's network as `cloudmask evaluate` runs it, the tests once on the mean
+    nets = [_model_predict(Path(r) / fold.name / "best.safetensors", "cpu", spectral=False)
+            for r in runs]  # fmt: skip
 
     def predict(x: np.ndarray, desc: np.ndarray, bands: list) -> np.ndarray:
-        band_mask = np.isfinite(x).reshape(x.shape[0], -1).any(axis=1)
-        p = np.mean([e.predict(x[None], desc, band_mask[None])[0] for e in engines], axis=0)
+        p = np.mean([net(x, desc, bands) for net in nets], axis=0)
         refine(p, x, bands)
         return p
 

@@ -286,15 +286,10 @@ def run_fold(
 
 def _epochs_trained(last: Path) -> int | None:
     """Whole epochs behind a fold's ``last`` checkpoint (None: no training state there)."""
-    from cloudmask_cli.training.state import state_paths
+    from cloudmask_cli.training.state import read_info, state_paths
 
     info = state_paths(last)[1]
-    if not info.is_file():
-        return None
-    try:
-        return int(json.loads(info.read_text(encoding="utf-8"))["epoch"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(info, f"unreadable training state ({exc})") from None
+    return int(read_info(info)["epoch"]) if info.is_file() else None
 
 
 def _peer(name: str) -> Predictor:

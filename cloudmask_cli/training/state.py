@@ -79,6 +79,17 @@ def save_state(
     return tensor_path, json_path
 
 
+def read_info(json_path: Path) -> dict[str, Any]:
+    """The JSON half of a training state (counters, schedule, config), checked for its format."""
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(json_path, f"unreadable training state ({exc})") from None
+    if info.get("format") != FORMAT or info.get("version") != VERSION:
+        raise InputError(json_path, f"not a cloudmask training state (format {FORMAT} v{VERSION})")
+    return info
+
+
 def load_state(
     checkpoint: str | os.PathLike[str],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -89,12 +100,7 @@ def load_state(
             raise InputError(
                 p, "training state for --resume is missing (written beside last.safetensors)"
             )
-    try:
-        info = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(json_path, f"unreadable training state ({exc})") from None
-    if info.get("format") != FORMAT or info.get("version") != VERSION:
-        raise InputError(json_path, f"not a cloudmask training state (format {FORMAT} v{VERSION})")
+    info = read_info(json_path)
     try:
         tensors = safetensors.torch.load_file(str(tensor_path), device="cpu")
     except Exception as exc:  # safetensors raises its own error types
