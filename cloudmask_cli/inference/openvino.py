@@ -2,8 +2,8 @@
 
 On a CPU the SegFormer is about half of the model's time, and OpenVINO's CPU plugin runs it
 faster than eager PyTorch (benchmarks/results.md). SEnSeI stays in PyTorch: its per-window
-statistics and band sorting do not trace, and its cost is element-wise sines that no runtime
-shortens. The converted graph is cached on disk (`cache_dir`), keyed by the weights and the
+statistics and band sorting do not trace, and its pooling has its own faster path
+(inference/compiled.py). The converted graph is cached on disk (`cache_dir`), keyed by the weights and the
 library versions, so a run pays the conversion (seconds) once per model, not once per run.
 
 The graph is traced for sizes that are multiples of the SegFormer's output stride, with the
@@ -117,7 +117,12 @@ class OpenVinoSegFormer(nn.Module):
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
         }
-        self.compiled = ov.Core().compile_model(_convert(segformer, channels), "CPU", config)
+        # fed channels-last (NHWC), as SEnSeI's tabled pooling writes it: OpenVINO reorders
+        # inside the graph instead of torch copying to NCHW first
+        ppp = ov.preprocess.PrePostProcessor(_convert(segformer, channels))
+        ppp.input().tensor().set_layout(ov.Layout("NHWC"))
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        self.compiled = ov.Core().compile_model(ppp.build(), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one request: callers on other threads take turns
 
@@ -125,8 +130,7 @@ class OpenVinoSegFormer(nn.Module):
         h, w = x.shape[-2:]
         x = pad_to_stride(x)
         with self._lock:
-            out = self.request.infer(
-                {0: x.detach().float().contiguous().numpy()}, share_inputs=True
-            )
+            nhwc = x.detach().float().permute(0, 2, 3, 1).contiguous()  # no copy if CL
+            out = self.request.infer({0: nhwc.numpy()}, share_inputs=True)
             logits = torch.from_numpy(out[0].copy())
         return logits[..., :h, :w]
