@@ -36,13 +36,10 @@ MAX_KNOTS = 4096  # per band: past this the table no longer stays in cache
 KNOT_MULTIPLE = 64  # knot counts rounded up, so that few table shapes are compiled
 
 
-def pool_fused(
-    s: Tensor, weight: Tensor, alpha: Tensor, omega: Tensor, phi: Tensor, count: Tensor
-) -> Tensor:
-    """`pool_inplace` / ``count`` as one expression: [B, N, 1, H, W] waves of [B, N, C] summed
-    over N, divided by ``count [B, 1, H, W]``."""
+def pool_fused(s: Tensor, weight: Tensor, alpha: Tensor, omega: Tensor, phi: Tensor) -> Tensor:
+    """`pool_inplace` as one expression: [B, N, 1, H, W] waves of [B, N, C] summed over N."""
     wave = torch.sin(omega[..., None, None] * s[:, :, None] + phi[..., None, None])
-    return (wave * (alpha[..., None, None] * weight[:, :, None])).sum(1) / count
+    return (wave * (alpha[..., None, None] * weight[:, :, None])).sum(1)
 
 
 def wave_table(
@@ -71,11 +68,8 @@ def wave_table(
     return lo, 1.0 / step, cubic.contiguous()
 
 
-def pool_tabled(
-    s: Tensor, weight: Tensor, count: Tensor, lo: Tensor, inv_step: Tensor, cubic: Tensor
-) -> Tensor:
-    """The pooled waves from `wave_table`'s cubics divided by ``count [B, 1, H, W]``,
-    channels-last: ``[B, H, W, C]``."""
+def pool_tabled(s: Tensor, weight: Tensor, lo: Tensor, inv_step: Tensor, cubic: Tensor) -> Tensor:
+    """The pooled waves from `wave_table`'s cubics, channels-last: ``[B, H, W, C]``."""
     b, n = s.shape[:2]
     x = (s - lo[..., None, None]) * inv_step[..., None, None]
     i = x.floor().clamp(0, cubic.shape[2] - 1)
@@ -84,7 +78,7 @@ def pool_tabled(
         torch.arange(b)[:, None, None, None], torch.arange(n)[None, :, None, None], i.long()
     ]  # [B, N, H, W, 4, C]
     wave = ((rows[..., 3, :] * t + rows[..., 2, :]) * t + rows[..., 1, :]) * t + rows[..., 0, :]
-    return (wave * weight[..., None]).sum(1) / count[:, 0, :, :, None]
+    return (wave * weight[..., None]).sum(1)
 
 
 @functools.cache
@@ -94,37 +88,34 @@ def compiled_pool() -> PoolFn | None:
     # static shapes where they hold (a run's windows and bands), the knot count free
     tabled = torch.compile(pool_tabled)
 
-    def run_tabled(s: Tensor, weight: Tensor, count: Tensor, table: tuple[Tensor, ...]) -> Tensor:
+    def run_tabled(s: Tensor, weight: Tensor, table: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         torch._dynamo.mark_dynamic(table[2], 2)
-        return tabled(s, weight, count, *table).permute(0, 3, 1, 2)  # [B, C, H, W], CL
+        return tabled(s, weight, *table).permute(0, 3, 1, 2)  # [B, C, H, W], channels-last
 
     gen = torch.Generator().manual_seed(0)
     s, weight = torch.rand(2, 3, 8, 8, generator=gen), torch.ones(2, 3, 8, 8)
     alpha, omega, phi = (torch.rand(2, 3, 4, generator=gen) for _ in range(3))
-    count = weight.sum(1, keepdim=True)
     table = wave_table(s, alpha, omega, phi)
     assert table is not None
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            got = [fused(s, weight, alpha, omega, phi, count), run_tabled(s, weight, count, table)]
+            got = [fused(s, weight, alpha, omega, phi), run_tabled(s, weight, table)]
     except Exception as exc:  # noqa: BLE001 - a missing compiler shows up as any of several
         log.debug("torch.compile cannot build the pooling (%s)", exc)
         return None
-    want = pool_inplace(s, weight, alpha, omega, phi) / count
+    want = pool_inplace(s, weight, alpha, omega, phi)
     if not all(torch.allclose(g, want, atol=1e-5) for g in got):
         log.debug("the compiled pooling disagrees with pool_inplace: not used")
         return None
     lock = threading.Lock()
 
-    def pool(
-        s: Tensor, weight: Tensor, alpha: Tensor, omega: Tensor, phi: Tensor, count: Tensor
-    ) -> Tensor:
+    def pool(s: Tensor, weight: Tensor, alpha: Tensor, omega: Tensor, phi: Tensor) -> Tensor:
         table = wave_table(s, alpha, omega, phi)
         # a new shape compiles on first use: threads sharing a masker take turns
         with lock:
             if table is None:
-                return fused(s, weight, alpha, omega, phi, count)
-            return run_tabled(s, weight, count, table)
+                return fused(s, weight, alpha, omega, phi)
+            return run_tabled(s, weight, table)
 
     return pool

@@ -230,8 +230,7 @@ class SEnSeI(nn.Module):
         # A fixed projection of each band's input vector gives a canonical band order, so that
         # every sum over bands runs in the same order whatever order the bands come in: the
         # output is then bitwise independent of band order (not just up to rounding).
-        # inference only: another implementation of `pool_inplace` and the division by the
-        # band count in one pass (inference/compiled.py)
+        # inference only: another implementation of `pool_inplace` (inference/compiled.py)
         self.pool: PoolFn | None = None
         gen = torch.Generator().manual_seed(20240501)
         key = torch.randn(D.LENGTH + D.N_STATS, generator=gen, dtype=torch.float64)
@@ -313,7 +312,7 @@ class SEnSeI(nn.Module):
             elif torch.is_grad_enabled():
                 total = _PooledSine.apply(s, weight, alpha, omega, phi)
             elif self.pool is not None:
-                return self.pool(s, weight, alpha, omega, phi, count)  # divides in its loop
+                total = self.pool(s, weight, alpha, omega, phi)
             else:
                 total = pool_inplace(s, weight, alpha, omega, phi)
             return total / count
@@ -339,8 +338,7 @@ def pool_reference(s: Tensor, weight: Tensor, alpha: Tensor, omega: Tensor, phi:
     return total
 
 
-# an inference pooling (inference/compiled.py): `pool_inplace`'s sum divided by ``count``
-PoolFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+PoolFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 POOL_BLOCK_BYTES = 1 << 20  # one block of waves: stays in a core's L2 cache while it is summed
 
 
