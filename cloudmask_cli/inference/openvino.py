@@ -3,8 +3,9 @@
 On a CPU the SegFormer is about half of the model's time, and OpenVINO's CPU plugin runs it
 faster than eager PyTorch (benchmarks/results.md). SEnSeI stays in PyTorch: its per-window
 statistics and band sorting do not trace, and its pooling has its own faster path
-(inference/compiled.py). The converted graph is cached on disk (`cache_dir`), keyed by the weights and the
-library versions, so a run pays the conversion (seconds) once per model, not once per run.
+(inference/compiled.py). The converted graph is cached on disk (`cache_dir`), keyed by the
+weights and the library versions, so a run pays the conversion (seconds) once per model, not
+once per run.
 
 The graph is traced for sizes that are multiples of the SegFormer's output stride, with the
 batch and size left dynamic; padding and cropping happen here, as `SegFormer.forward` does
