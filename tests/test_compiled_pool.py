@@ -69,5 +69,6 @@ def test_the_compiled_pooling_tabulates_and_falls_back_to_the_sines_at_the_clip(
     assert compiled.wave_table(s, alpha, omega, phi) is None
     with torch.no_grad():
         got = pool(s, weight, alpha, omega, phi)
+    assert got.is_contiguous(), "the sines' path writes the usual layout"
     torch.testing.assert_close(got, pool_inplace(s, weight, alpha, omega, phi), atol=1e-4,
                                rtol=0)  # fmt: skip
